@@ -1,0 +1,52 @@
+# facesync: build, lint and test. `make test` fetches what its tests need
+# when it is missing (redis-server from Debian's packages, versitygw and
+# staticcheck with `go install` into .tools/) and starts one redis-server on
+# a free loopback port for the whole run.
+
+GO          ?= go
+TOOLS       := $(CURDIR)/.tools
+VERSITYGW   := $(TOOLS)/versitygw
+STATICCHECK := $(TOOLS)/staticcheck
+VERSITYGW_VERSION   := v1.8.0
+STATICCHECK_VERSION := v0.8.2
+TEST_TIMEOUT ?= 14m
+BENCH_TIME   ?= 1x
+
+export FACESYNC_TEST_VERSITYGW := $(VERSITYGW)
+
+.PHONY: all build test lint bench tools redis-server clean
+
+all: lint test
+
+build:
+	$(GO) build -o bin/facesync ./cmd/facesync
+
+$(VERSITYGW):
+	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+$(STATICCHECK):
+	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
+
+redis-server:
+	@command -v redis-server >/dev/null 2>&1 || { \
+	  echo "redis-server missing: installing Debian's package"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
+	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server could not be installed" >&2; exit 1; }
+
+tools: redis-server $(VERSITYGW) $(STATICCHECK)
+
+test: redis-server $(VERSITYGW) build
+	bash .ci/with-redis $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+
+lint: $(STATICCHECK)
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(STATICCHECK) ./...
+	$(GO) mod tidy -diff
+
+bench: redis-server $(VERSITYGW)
+	bash .ci/with-redis $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCH_TIME) ./...
+
+clean:
+	rm -rf bin
