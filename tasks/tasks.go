@@ -1,0 +1,267 @@
+// Package tasks is facesync's task contract for partner backends: the asynq
+// task types, queues and payloads, and an enqueue helper. It imports only
+// asynq and the standard library, so partners can depend on it cheaply.
+//
+// A partner enqueues one faceid:fetch_result task when a user's face
+// session ends; facesync workers do the rest. Partners in other languages
+// enqueue the same JSON payload on queue "facesync" with any asynq client.
+package tasks
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Task types. They are stored with every queued task: renaming one strands
+// work already in Redis.
+const (
+	TypeFetchResult   = "faceid:fetch_result"
+	TypeFetchEvidence = "faceid:fetch_evidence"
+)
+
+// Queues the two task types run on.
+const (
+	QueueResult   = "facesync"
+	QueueEvidence = "facesync_evidence"
+)
+
+// Values of get_file, as the provider defines them.
+const (
+	GetFileNone  = "0" // decision only, no evidence task
+	GetFileBoth  = "1" // photo and video (the default)
+	GetFilePhoto = "2" // photo only
+	GetFileVideo = "3" // video only
+)
+
+// DefaultRetention keeps a finished fetch_result task, and with it its task
+// ID and result, for a day: a duplicate enqueued within it is refused by
+// asynq before any worker sees it.
+const DefaultRetention = 24 * time.Hour
+
+// DefaultMaxRetry is the retry budget the enqueue helper gives a task. The
+// worker bounds its own waits and does not depend on it.
+const DefaultMaxRetry = 100
+
+// FetchResult is the payload of a faceid:fetch_result task.
+type FetchResult struct {
+	AppID   string  `json:"app_id"`
+	OrderNo string  `json:"order_no"`
+	GetFile GetFile `json:"get_file,omitempty"`
+}
+
+// FetchEvidence is the payload of a faceid:fetch_evidence task, which the
+// worker enqueues itself once the decision is recorded.
+type FetchEvidence struct {
+	AppID     string    `json:"app_id"`
+	OrderNo   string    `json:"order_no"`
+	GetFile   GetFile   `json:"get_file"`
+	DecidedAt time.Time `json:"decided_at"`
+}
+
+// GetFile is the get_file value. It decodes from a JSON string or number
+// ("1" or 1) and an absent or empty value means GetFileBoth.
+type GetFile string
+
+// UnmarshalJSON accepts a JSON string, a JSON number or null.
+func (g *GetFile) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case bytes.Equal(b, []byte("null")):
+		*g = ""
+		return nil
+	case len(b) > 0 && b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*g = GetFile(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("get_file must be a string or a number, got %.20s", b)
+	}
+	*g = GetFile(n.String())
+	return nil
+}
+
+// Or returns g, or GetFileBoth when g is empty.
+func (g GetFile) Or() GetFile {
+	if g == "" {
+		return GetFileBoth
+	}
+	return g
+}
+
+// ErrInvalidPayload is wrapped by every validation error of this package.
+var ErrInvalidPayload = errors.New("invalid payload")
+
+// ValidID reports whether s is a valid app_id or order_no: 1 to 32
+// characters of A-Z a-z 0-9 _ -. Nothing else may become part of a Redis
+// key or an object key.
+func ValidID(s string) bool {
+	if len(s) < 1 || len(s) > 32 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+func validate(appID, orderNo string, g GetFile) error {
+	if !ValidID(appID) {
+		return fmt.Errorf("%w: app_id %s: want 1 to 32 characters of A-Z a-z 0-9 _ -", ErrInvalidPayload, describe(appID))
+	}
+	if !ValidID(orderNo) {
+		return fmt.Errorf("%w: order_no %s: want 1 to 32 characters of A-Z a-z 0-9 _ -", ErrInvalidPayload, describe(orderNo))
+	}
+	switch g {
+	case "", GetFileNone, GetFileBoth, GetFilePhoto, GetFileVideo:
+		return nil
+	}
+	return fmt.Errorf("%w: get_file %s: want \"0\", \"1\", \"2\" or \"3\"", ErrInvalidPayload, describe(string(g)))
+}
+
+// describe names a bad value without echoing much of it: payloads come
+// from outside and may hold anything.
+func describe(s string) string {
+	switch {
+	case s == "":
+		return "is missing"
+	case len(s) > 32:
+		return fmt.Sprintf("is %d bytes long", len(s))
+	}
+	return fmt.Sprintf("%q is malformed", s)
+}
+
+// Validate checks the ids and get_file.
+func (p FetchResult) Validate() error { return validate(p.AppID, p.OrderNo, p.GetFile) }
+
+// Validate checks the ids and get_file.
+func (p FetchEvidence) Validate() error {
+	if err := validate(p.AppID, p.OrderNo, p.GetFile); err != nil {
+		return err
+	}
+	if p.GetFile.Or() == GetFileNone {
+		return fmt.Errorf("%w: get_file \"0\" asks for no evidence", ErrInvalidPayload)
+	}
+	return nil
+}
+
+// ParseFetchResult decodes and validates a faceid:fetch_result payload.
+// Every error wraps ErrInvalidPayload and says what is wrong.
+func ParseFetchResult(data []byte) (FetchResult, error) {
+	var p FetchResult
+	if err := json.Unmarshal(data, &p); err != nil {
+		return FetchResult{}, fmt.Errorf("%w: not a JSON object with app_id and order_no: %v", ErrInvalidPayload, err)
+	}
+	if err := p.Validate(); err != nil {
+		return FetchResult{}, err
+	}
+	p.GetFile = p.GetFile.Or()
+	return p, nil
+}
+
+// ParseFetchEvidence decodes and validates a faceid:fetch_evidence payload.
+func ParseFetchEvidence(data []byte) (FetchEvidence, error) {
+	var p FetchEvidence
+	if err := json.Unmarshal(data, &p); err != nil {
+		return FetchEvidence{}, fmt.Errorf("%w: not a JSON object with app_id and order_no: %v", ErrInvalidPayload, err)
+	}
+	if err := p.Validate(); err != nil {
+		return FetchEvidence{}, err
+	}
+	p.GetFile = p.GetFile.Or()
+	return p, nil
+}
+
+// TaskID is the asynq task ID of both task types for one order, so that a
+// duplicate of a queued order is refused by asynq itself.
+func TaskID(appID, orderNo string) string { return appID + ":" + orderNo }
+
+// NewFetchResultTask returns the task a partner enqueues when a face session
+// ends, with the queue, task ID, retention and retry budget set. Options
+// given are applied after those.
+func NewFetchResultTask(p FetchResult, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	o := append([]asynq.Option{
+		asynq.Queue(QueueResult),
+		asynq.TaskID(TaskID(p.AppID, p.OrderNo)),
+		asynq.Retention(DefaultRetention),
+		asynq.MaxRetry(DefaultMaxRetry),
+	}, opts...)
+	return asynq.NewTask(TypeFetchResult, b, o...), nil
+}
+
+// NewFetchEvidenceTask returns the evidence task the worker enqueues after a
+// decision, delayed by at least delay.
+func NewFetchEvidenceTask(p FetchEvidence, delay time.Duration, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	o := append([]asynq.Option{
+		asynq.Queue(QueueEvidence),
+		asynq.TaskID(TaskID(p.AppID, p.OrderNo)),
+		asynq.Retention(DefaultRetention),
+		asynq.MaxRetry(DefaultMaxRetry),
+		asynq.ProcessIn(delay),
+	}, opts...)
+	return asynq.NewTask(TypeFetchEvidence, b, o...), nil
+}
+
+// Enqueuer is the part of *asynq.Client the enqueue helper needs.
+type Enqueuer interface {
+	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
+}
+
+// Enqueue enqueues an order. An order that is already queued (or finished
+// within its retention) is not an error: duplicate reports it, and the
+// worker would do the work once anyway.
+func Enqueue(ctx context.Context, c Enqueuer, p FetchResult, opts ...asynq.Option) (duplicate bool, err error) {
+	t, err := NewFetchResultTask(p, opts...)
+	if err != nil {
+		return false, err
+	}
+	return enqueue(ctx, c, t)
+}
+
+// EnqueueEvidence enqueues an evidence task, counting an already-queued one
+// as success.
+func EnqueueEvidence(ctx context.Context, c Enqueuer, p FetchEvidence, delay time.Duration) (duplicate bool, err error) {
+	t, err := NewFetchEvidenceTask(p, delay)
+	if err != nil {
+		return false, err
+	}
+	return enqueue(ctx, c, t)
+}
+
+func enqueue(ctx context.Context, c Enqueuer, t *asynq.Task) (bool, error) {
+	_, err := c.EnqueueContext(ctx, t)
+	switch {
+	case errors.Is(err, asynq.ErrTaskIDConflict), errors.Is(err, asynq.ErrDuplicateTask):
+		return true, nil
+	case err != nil:
+		return false, fmt.Errorf("enqueue %s: %w", t.Type(), err)
+	}
+	return false, nil
+}

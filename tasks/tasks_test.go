@@ -1,0 +1,159 @@
+package tasks_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/ticketcache/ticketcachetest"
+)
+
+// TestFrozenNames guards the stored contract: queued tasks carry these
+// strings, and partners in other languages hard-code them.
+func TestFrozenNames(t *testing.T) {
+	t.Parallel()
+	frozen := map[string]string{
+		tasks.TypeFetchResult:   "faceid:fetch_result",
+		tasks.TypeFetchEvidence: "faceid:fetch_evidence",
+		tasks.QueueResult:       "facesync",
+		tasks.QueueEvidence:     "facesync_evidence",
+	}
+	for got, want := range frozen {
+		if got != want {
+			t.Errorf("name = %q, want %q", got, want)
+		}
+	}
+	tags := func(v any) []string {
+		var out []string
+		rt := reflect.TypeOf(v)
+		for i := 0; i < rt.NumField(); i++ {
+			out = append(out, rt.Field(i).Tag.Get("json"))
+		}
+		return out
+	}
+	if got, want := tags(tasks.FetchResult{}), []string{"app_id", "order_no", "get_file,omitempty"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("FetchResult json tags = %v, want %v", got, want)
+	}
+	if got, want := tags(tasks.FetchEvidence{}), []string{"app_id", "order_no", "get_file", "decided_at"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("FetchEvidence json tags = %v, want %v", got, want)
+	}
+	if got := tasks.TaskID("TIDA0001", "ord0001"); got != "TIDA0001:ord0001" {
+		t.Errorf("TaskID = %q, want %q", got, "TIDA0001:ord0001")
+	}
+}
+
+func TestParseFetchResult(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		in      string
+		want    tasks.FetchResult
+		wantErr string
+	}{
+		{in: `{"app_id":"TIDA0001","order_no":"ord0001","get_file":"1"}`, want: tasks.FetchResult{AppID: "TIDA0001", OrderNo: "ord0001", GetFile: "1"}},
+		{in: `{"app_id":"TIDA0001","order_no":"ord0001"}`, want: tasks.FetchResult{AppID: "TIDA0001", OrderNo: "ord0001", GetFile: "1"}},
+		{in: `{"app_id":"TIDA0001","order_no":"ord0001","get_file":0}`, want: tasks.FetchResult{AppID: "TIDA0001", OrderNo: "ord0001", GetFile: "0"}},
+		{in: `{"app_id":"TIDA0001","order_no":"ord0001","get_file":3}`, want: tasks.FetchResult{AppID: "TIDA0001", OrderNo: "ord0001", GetFile: "3"}},
+		{in: `{"app_id":"a_b-C9","order_no":"` + strings.Repeat("x", 32) + `","get_file":null}`, want: tasks.FetchResult{AppID: "a_b-C9", OrderNo: strings.Repeat("x", 32), GetFile: "1"}},
+		{in: `not json`, wantErr: "not a JSON object"},
+		{in: `[]`, wantErr: "not a JSON object"},
+		{in: `{"order_no":"ord0001"}`, wantErr: "app_id is missing"},
+		{in: `{"app_id":"TIDA0001"}`, wantErr: "order_no is missing"},
+		{in: `{"app_id":"TIDA0001","order_no":"` + strings.Repeat("x", 33) + `"}`, wantErr: "order_no is 33 bytes long"},
+		{in: `{"app_id":"TIDA/../0001","order_no":"ord0001"}`, wantErr: `app_id "TIDA/../0001" is malformed`},
+		{in: `{"app_id":"TIDA0001","order_no":"ord 1"}`, wantErr: `order_no "ord 1" is malformed`},
+		{in: `{"app_id":"TIDA0001","order_no":"ord:1"}`, wantErr: `order_no "ord:1" is malformed`},
+		{in: `{"app_id":"TIDA0001","order_no":"ordé"}`, wantErr: "malformed"},
+		{in: `{"app_id":"TIDA0001","order_no":"ord0001","get_file":"4"}`, wantErr: `get_file "4" is malformed`},
+		{in: `{"app_id":"TIDA0001","order_no":"ord0001","get_file":1.5}`, wantErr: `get_file "1.5" is malformed`},
+		{in: `{"app_id":"TIDA0001","order_no":"ord0001","get_file":true}`, wantErr: "get_file must be a string or a number"},
+		{in: `{"app_id":7,"order_no":"ord0001"}`, wantErr: "not a JSON object"},
+	}
+	for _, tt := range tests {
+		got, err := tasks.ParseFetchResult([]byte(tt.in))
+		if tt.wantErr != "" {
+			if err == nil || !strings.Contains(err.Error(), tt.wantErr) || !errors.Is(err, tasks.ErrInvalidPayload) {
+				t.Errorf("ParseFetchResult(%q) error = %v, want one containing %q wrapping ErrInvalidPayload", tt.in, err, tt.wantErr)
+			}
+			continue
+		}
+		if err != nil || got != tt.want {
+			t.Errorf("ParseFetchResult(%q) = %+v, %v, want %+v", tt.in, got, err, tt.want)
+		}
+	}
+}
+
+func TestParseFetchEvidenceRoundTrip(t *testing.T) {
+	t.Parallel()
+	in := tasks.FetchEvidence{AppID: "TIDA0001", OrderNo: "ord0001", GetFile: "2", DecidedAt: time.Date(2026, 11, 28, 1, 2, 3, 0, time.UTC)}
+	b, err := json.Marshal(in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tasks.ParseFetchEvidence(b)
+	if err != nil || !got.DecidedAt.Equal(in.DecidedAt) || got.GetFile != "2" {
+		t.Fatalf("ParseFetchEvidence(%s) = %+v, %v, want %+v", b, got, err, in)
+	}
+	if _, err := tasks.ParseFetchEvidence([]byte(`{"app_id":"TIDA0001","order_no":"ord0001","get_file":"0"}`)); err == nil {
+		t.Errorf("ParseFetchEvidence(get_file 0) = nil error, want one: no evidence was asked for")
+	}
+}
+
+func TestNewFetchResultTaskRejectsBadIDs(t *testing.T) {
+	t.Parallel()
+	if _, err := tasks.NewFetchResultTask(tasks.FetchResult{AppID: "bad id", OrderNo: "o"}); !errors.Is(err, tasks.ErrInvalidPayload) {
+		t.Fatalf("NewFetchResultTask(bad id) error = %v, want ErrInvalidPayload", err)
+	}
+}
+
+func TestEnqueueOnRealRedis(t *testing.T) {
+	t.Parallel()
+	db := ticketcachetest.NewDB(t)
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: db.Addr, DB: db.DB})
+	defer client.Close()
+	ctx := context.Background()
+	p := tasks.FetchResult{AppID: "TIDA0001", OrderNo: "ord0001"}
+
+	dup, err := tasks.Enqueue(ctx, client, p)
+	if err != nil || dup {
+		t.Fatalf("first Enqueue = %v, %v, want false, nil", dup, err)
+	}
+	dup, err = tasks.Enqueue(ctx, client, p)
+	if err != nil || !dup {
+		t.Fatalf("second Enqueue = %v, %v, want true, nil (already queued is success)", dup, err)
+	}
+
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: db.Addr, DB: db.DB})
+	defer insp.Close()
+	info, err := insp.GetTaskInfo(tasks.QueueResult, "TIDA0001:ord0001")
+	if err != nil {
+		t.Fatalf("GetTaskInfo: %v", err)
+	}
+	if info.Type != tasks.TypeFetchResult || info.Retention != tasks.DefaultRetention || info.MaxRetry != tasks.DefaultMaxRetry {
+		t.Errorf("queued task = type %q retention %v max retry %d, want %q %v %d", info.Type, info.Retention, info.MaxRetry, tasks.TypeFetchResult, tasks.DefaultRetention, tasks.DefaultMaxRetry)
+	}
+	if string(info.Payload) != `{"app_id":"TIDA0001","order_no":"ord0001"}` {
+		t.Errorf("payload = %s", info.Payload)
+	}
+
+	ev := tasks.FetchEvidence{AppID: "TIDA0001", OrderNo: "ord0001", GetFile: "1", DecidedAt: time.Now()}
+	for i, want := range []bool{false, true} {
+		dup, err := tasks.EnqueueEvidence(ctx, client, ev, 2*time.Second)
+		if err != nil || dup != want {
+			t.Fatalf("EnqueueEvidence #%d = %v, %v, want %v, nil", i, dup, err, want)
+		}
+	}
+	einfo, err := insp.GetTaskInfo(tasks.QueueEvidence, "TIDA0001:ord0001")
+	if err != nil {
+		t.Fatalf("GetTaskInfo(evidence): %v", err)
+	}
+	if einfo.State != asynq.TaskStateScheduled || time.Until(einfo.NextProcessAt) < time.Second {
+		t.Errorf("evidence task state %v next at %v, want scheduled about 2s ahead", einfo.State, einfo.NextProcessAt)
+	}
+}
