@@ -14,7 +14,7 @@ BENCH_TIME   ?= 1x
 
 export FACESYNC_TEST_VERSITYGW := $(VERSITYGW)
 
-.PHONY: all build test lint bench tools redis-server clean
+.PHONY: all build test lint bench demo up down tools redis-server clean
 
 all: lint test
 
@@ -48,5 +48,14 @@ lint: $(STATICCHECK)
 bench: redis-server $(VERSITYGW)
 	bash .ci/with-redis $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCH_TIME) ./...
 
+demo:
+	$(GO) run ./cmd/facesync demo
+
+up:
+	docker compose up --build -d
+
+down:
+	docker compose down
+
 clean:
-	rm -rf bin
+	rm -rf bin facesync-demo

@@ -210,8 +210,10 @@ func NewFetchResultTask(p FetchResult, opts ...asynq.Option) (*asynq.Task, error
 }
 
 // NewFetchEvidenceTask returns the evidence task the worker enqueues after a
-// decision, delayed by at least delay.
-func NewFetchEvidenceTask(p FetchEvidence, delay time.Duration, opts ...asynq.Option) (*asynq.Task, error) {
+// decision, to run no earlier than notBefore. asynq schedules by whole
+// seconds, so the time is rounded up to the next second: rounding down
+// could run the fetch before the provider has the evidence.
+func NewFetchEvidenceTask(p FetchEvidence, notBefore time.Time, opts ...asynq.Option) (*asynq.Task, error) {
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -219,12 +221,16 @@ func NewFetchEvidenceTask(p FetchEvidence, delay time.Duration, opts ...asynq.Op
 	if err != nil {
 		return nil, fmt.Errorf("encode payload: %w", err)
 	}
+	at := notBefore.Truncate(time.Second)
+	if at.Before(notBefore) {
+		at = at.Add(time.Second)
+	}
 	o := append([]asynq.Option{
 		asynq.Queue(QueueEvidence),
 		asynq.TaskID(TaskID(p.AppID, p.OrderNo)),
 		asynq.Retention(DefaultRetention),
 		asynq.MaxRetry(DefaultMaxRetry),
-		asynq.ProcessIn(delay),
+		asynq.ProcessAt(at),
 	}, opts...)
 	return asynq.NewTask(TypeFetchEvidence, b, o...), nil
 }
@@ -245,10 +251,10 @@ func Enqueue(ctx context.Context, c Enqueuer, p FetchResult, opts ...asynq.Optio
 	return enqueue(ctx, c, t)
 }
 
-// EnqueueEvidence enqueues an evidence task, counting an already-queued one
-// as success.
-func EnqueueEvidence(ctx context.Context, c Enqueuer, p FetchEvidence, delay time.Duration) (duplicate bool, err error) {
-	t, err := NewFetchEvidenceTask(p, delay)
+// EnqueueEvidence enqueues an evidence task to run no earlier than
+// notBefore, counting an already-queued one as success.
+func EnqueueEvidence(ctx context.Context, c Enqueuer, p FetchEvidence, notBefore time.Time) (duplicate bool, err error) {
+	t, err := NewFetchEvidenceTask(p, notBefore)
 	if err != nil {
 		return false, err
 	}

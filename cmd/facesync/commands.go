@@ -1,0 +1,446 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	asynqmetrics "github.com/hibiken/asynq/x/metrics"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/facesync/facesync/storage"
+	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/ticketcache"
+	"github.com/facesync/facesync/worker"
+	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/idasc/idasctest"
+)
+
+func (m *Main) flags(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(m.Stderr)
+	return fs
+}
+
+func (m *Main) parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		return usageErr("%v", err)
+	}
+	if fs.NArg() > 0 {
+		return usageErr("unexpected argument %q", fs.Arg(0))
+	}
+	return nil
+}
+
+func (m *Main) config() (*Config, error) {
+	c, err := LoadConfig(m.Getenv)
+	if err != nil {
+		return nil, usageErr("%v", err)
+	}
+	return c, nil
+}
+
+// runWorker runs a worker pod until ctx ends (SIGTERM, SIGINT).
+func (m *Main) runWorker(ctx context.Context, args []string) error {
+	if err := m.parse(m.flags("worker"), args); err != nil {
+		return err
+	}
+	c, err := m.config()
+	if err != nil {
+		return err
+	}
+	if err := c.requireWorker(); err != nil {
+		return usageErr("%v", err)
+	}
+	log, err := newLogger(c, m)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	defer func() { _ = log.Sync() }()
+	return m.serveWorker(ctx, c, log, nil)
+}
+
+// serveWorker wires and runs the worker; demo passes the provider's HTTP
+// client and the S3 sink it built.
+func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink storage.Sink) error {
+	rdb, aopt, err := redisClients(c)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	defer rdb.Close()
+	if err := pingRedis(ctx, rdb); err != nil {
+		return infraErr(err)
+	}
+	redis.SetLogger(redisLogger{log.Named("redis").Sugar()})
+	// The S3 transfer manager writes to the standard logger.
+	defer zap.RedirectStdLog(log.Named("stdlog"))()
+	if sink == nil {
+		s3sink, err := newSink(ctx, c)
+		if err != nil {
+			return usageErr("%v", err)
+		}
+		sink = s3sink
+	}
+	if err := pingSink(ctx, sink); err != nil {
+		return infraErr(err)
+	}
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	inspector := asynq.NewInspector(aopt)
+	defer inspector.Close()
+	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
+
+	provider := idasc.New(c.IdascURL)
+	tickets, err := newTicketCache(rdb, c, provider, log, reg)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	defer tickets.Close()
+	apps := make([]string, 0, len(c.Apps))
+	for id := range c.Apps {
+		apps = append(apps, id)
+	}
+	if c.TicketSource == "own" {
+		// Keep the shared entry fresh without traffic too: partners read
+		// the access token from it.
+		mctx, stopMaintain := context.WithCancel(ctx)
+		defer stopMaintain()
+		go tickets.Maintain(mctx, apps, 30*time.Second)
+	}
+	w, err := worker.New(worker.Config{
+		Redis: aopt, Apps: apps,
+		Concurrency: c.Concurrency, EvidenceConcurrency: c.EvidenceConcurrency,
+		EvidenceDelay: c.EvidenceDelay, ShutdownTimeout: c.ShutdownTimeout,
+		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,
+		MaxEvidenceBytes: c.MaxEvidenceBytes,
+	}, worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg})
+	if err != nil {
+		return usageErr("%v", err)
+	}
+
+	ln, err := net.Listen("tcp", c.HTTPAddr)
+	if err != nil {
+		return infraErr(fmt.Errorf("listen on FACESYNC_HTTP_ADDR %s: %v", c.HTTPAddr, err))
+	}
+	srv := &http.Server{Handler: opsHandler(reg, rdb, sink), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	defer srv.Close()
+
+	if err := w.Start(); err != nil {
+		return infraErr(err)
+	}
+	m.mu.Lock()
+	m.httpAddr = ln.Addr().String()
+	m.mu.Unlock()
+	m.Ready()
+	close(m.ready)
+	log.Info("worker started", zap.String("http_addr", ln.Addr().String()), zap.Int("apps", len(apps)),
+		zap.Int("concurrency", c.Concurrency), zap.Int("evidence_concurrency", c.EvidenceConcurrency),
+		zap.String("ticket_source", c.TicketSource))
+
+	<-ctx.Done()
+	log.Info("shutting down", zap.Duration("timeout", c.ShutdownTimeout))
+	w.Shutdown()
+	log.Info("worker stopped")
+	return nil
+}
+
+// newTicketCache hands the ticket cache the provider client's two calls;
+// the app secret stays in this closure and is never stored.
+func newTicketCache(rdb redis.UniversalClient, c *Config, p *idasc.Client, log *zap.Logger, reg prometheus.Registerer) (*ticketcache.Cache, error) {
+	src, err := ticketcache.ParseSource(c.TicketSource)
+	if err != nil {
+		return nil, &configError{"FACESYNC_TICKET_SOURCE", err.Error()}
+	}
+	opts := ticketcache.Options{Source: src, MaxAge: c.TicketMaxAge, Logger: log, Registerer: reg}
+	if src == ticketcache.Own {
+		opts.FetchToken = func(ctx context.Context, appID string) (ticketcache.Credential, error) {
+			secret, ok := c.Apps[appID]
+			if !ok {
+				return ticketcache.Credential{}, fmt.Errorf("app %s is not configured", appID)
+			}
+			cr, err := p.AccessToken(ctx, appID, secret)
+			return ticketcache.Credential{Value: cr.Value, ExpiresIn: cr.ExpiresIn}, err
+		}
+		opts.FetchTicket = func(ctx context.Context, appID, token string) (ticketcache.Credential, error) {
+			cr, err := p.SignTicket(ctx, appID, token)
+			return ticketcache.Credential{Value: cr.Value, ExpiresIn: cr.ExpiresIn}, err
+		}
+	}
+	return ticketcache.New(rdb, opts)
+}
+
+// opsHandler serves /metrics, /healthz and /readyz.
+func opsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, sink storage.Sink) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		fmt.Fprintln(w, "ok")
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
+		defer cancel()
+		if err := rdb.Ping(ctx).Err(); err != nil {
+			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		if err := sink.Ping(ctx); err != nil {
+			http.Error(w, "evidence bucket unreachable", http.StatusServiceUnavailable)
+			return
+		}
+		fmt.Fprintln(w, "ready")
+	})
+	return mux
+}
+
+// orderFlags are the --app-id and --order-no flags of status and verify.
+func orderFlags(fs *flag.FlagSet) (appID, orderNo *string) {
+	return fs.String("app-id", "", "app id"), fs.String("order-no", "", "order number")
+}
+
+func checkOrder(appID, orderNo string) error {
+	if !tasks.ValidID(appID) || !tasks.ValidID(orderNo) {
+		return usageErr("--app-id and --order-no are required: 1 to 32 characters of A-Z a-z 0-9 _ -")
+	}
+	return nil
+}
+
+// runEnqueue enqueues one order, or one per line of --file.
+func (m *Main) runEnqueue(ctx context.Context, args []string) error {
+	fs := m.flags("enqueue")
+	appID, orderNo := orderFlags(fs)
+	getFile := fs.String("get-file", "1", `evidence to fetch: "1" photo and video, "2" photo, "3" video, "0" none`)
+	file := fs.String("file", "", "file with one app_id,order_no[,get_file] per line")
+	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	var orders []tasks.FetchResult
+	var bad int
+	if *file != "" {
+		if *appID != "" || *orderNo != "" {
+			return usageErr("use --file or --app-id/--order-no, not both")
+		}
+		var err error
+		if orders, bad, err = m.readOrders(*file); err != nil {
+			return usageErr("%v", err)
+		}
+	} else {
+		p := tasks.FetchResult{AppID: *appID, OrderNo: *orderNo, GetFile: tasks.GetFile(*getFile)}
+		if err := p.Validate(); err != nil {
+			return usageErr("%v", err)
+		}
+		orders = append(orders, p)
+	}
+	c, err := m.config()
+	if err != nil {
+		return err
+	}
+	rdb, aopt, err := redisClients(c)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	defer rdb.Close()
+	if err := pingRedis(ctx, rdb); err != nil {
+		return infraErr(err)
+	}
+	client := asynq.NewClient(aopt)
+	defer client.Close()
+	var queued, dups int
+	for _, p := range orders {
+		dup, err := tasks.Enqueue(ctx, client, p)
+		if err != nil {
+			return infraErr(fmt.Errorf("%s:%s: %v (%d enqueued before it)", p.AppID, p.OrderNo, err, queued+dups))
+		}
+		if dup {
+			dups++
+			fmt.Fprintf(m.Stdout, "already queued %s:%s\n", p.AppID, p.OrderNo)
+		} else {
+			queued++
+			fmt.Fprintf(m.Stdout, "enqueued %s:%s\n", p.AppID, p.OrderNo)
+		}
+	}
+	if *file != "" {
+		fmt.Fprintf(m.Stdout, "%d enqueued, %d already queued, %d bad lines\n", queued, dups, bad)
+	}
+	if bad > 0 {
+		return usageErr("%d bad lines in %s (reported above; the other orders were enqueued)", bad, *file)
+	}
+	return nil
+}
+
+// readOrders reads app_id,order_no[,get_file] lines, reporting each bad
+// one on stderr; blank lines and # comments are skipped.
+func (m *Main) readOrders(path string) ([]tasks.FetchResult, int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, 0, err
+	}
+	defer f.Close()
+	var out []tasks.FetchResult
+	bad := 0
+	sc := bufio.NewScanner(f)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") {
+			continue
+		}
+		parts := strings.Split(line, ",")
+		for i := range parts {
+			parts[i] = strings.TrimSpace(parts[i])
+		}
+		if len(parts) < 2 || len(parts) > 3 {
+			fmt.Fprintf(m.Stderr, "%s:%d: want app_id,order_no[,get_file]\n", path, n)
+			bad++
+			continue
+		}
+		p := tasks.FetchResult{AppID: parts[0], OrderNo: parts[1]}
+		if len(parts) == 3 {
+			p.GetFile = tasks.GetFile(parts[2])
+		}
+		if err := p.Validate(); err != nil {
+			fmt.Fprintf(m.Stderr, "%s:%d: %v\n", path, n, err)
+			bad++
+			continue
+		}
+		out = append(out, p)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, 0, err
+	}
+	return out, bad, nil
+}
+
+// runStatus prints an order's decision record.
+func (m *Main) runStatus(ctx context.Context, args []string) error {
+	fs := m.flags("status")
+	appID, orderNo := orderFlags(fs)
+	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOrder(*appID, *orderNo); err != nil {
+		return err
+	}
+	c, err := m.config()
+	if err != nil {
+		return err
+	}
+	rdb, _, err := redisClients(c)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	defer rdb.Close()
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	b, err := rdb.Get(ctx, worker.DecisionKey(*appID, *orderNo)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return noErr("no decision record for %s:%s", *appID, *orderNo)
+	}
+	if err != nil {
+		return infraErr(fmt.Errorf("redis unreachable (FACESYNC_REDIS_URL): %v", err))
+	}
+	var pretty json.RawMessage = b
+	out, err := json.MarshalIndent(pretty, "", "  ")
+	if err != nil {
+		out = b
+	}
+	fmt.Fprintf(m.Stdout, "%s\n", out)
+	return nil
+}
+
+// runVerify re-reads an order's stored evidence and checks it against the
+// manifest.
+func (m *Main) runVerify(ctx context.Context, args []string) error {
+	fs := m.flags("verify")
+	appID, orderNo := orderFlags(fs)
+	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	if err := checkOrder(*appID, *orderNo); err != nil {
+		return err
+	}
+	c, err := m.config()
+	if err != nil {
+		return err
+	}
+	sink, err := newSink(ctx, c)
+	if err != nil {
+		return usageErr("%v", err)
+	}
+	return m.verify(ctx, sink, *appID, *orderNo)
+}
+
+func (m *Main) verify(ctx context.Context, sink storage.Sink, appID, orderNo string) error {
+	rep, err := sink.Verify(ctx, appID, orderNo)
+	if errors.Is(err, storage.ErrNotFound) {
+		return noErr("no manifest for %s:%s: its evidence is not stored", appID, orderNo)
+	}
+	if errors.Is(err, storage.ErrInvalidManifest) {
+		return noErr("%v", err)
+	}
+	if rep == nil {
+		return infraErr(err)
+	}
+	fmt.Fprintf(m.Stdout, "manifest %s\n", rep.ManifestKey)
+	for _, f := range rep.Files {
+		fmt.Fprintf(m.Stdout, "  %-13s %-6s %s  size %d  sha256 %s\n", f.Status, f.File.Kind, f.File.Key, f.File.Size, f.File.SHA256)
+		if f.Status != storage.StatusOK && f.Status != storage.StatusMissing {
+			fmt.Fprintf(m.Stdout, "  %-13s %-6s found size %d  sha256 %s\n", "", "", f.Size, f.SHA256)
+		}
+	}
+	if !rep.OK() || err != nil {
+		return noErr("evidence of %s:%s does not match its manifest", appID, orderNo)
+	}
+	fmt.Fprintf(m.Stdout, "ok: %d files match their manifest\n", len(rep.Files))
+	return nil
+}
+
+// runFakeIdasc runs the provider simulator until ctx ends.
+func (m *Main) runFakeIdasc(ctx context.Context, args []string) error {
+	fs := m.flags("fake-idasc")
+	addr := fs.String("addr", "127.0.0.1:8081", "listen address")
+	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	c, err := m.config()
+	if err != nil {
+		return err
+	}
+	apps := c.Apps
+	if len(apps) == 0 {
+		apps = map[string]string{demoAppID: demoSecret}
+	}
+	ln, err := net.Listen("tcp", *addr)
+	if err != nil {
+		return infraErr(fmt.Errorf("listen on %s: %v", *addr, err))
+	}
+	srv := &http.Server{Handler: idasctest.New(idasctest.Options{Apps: apps}), ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}()
+	ids := make([]string, 0, len(apps))
+	for id := range apps {
+		ids = append(ids, id)
+	}
+	fmt.Fprintf(m.Stdout, "fake provider on http://%s (apps: %s); order-number scenarios are in the README\n", ln.Addr(), strings.Join(ids, ", "))
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return infraErr(err)
+	}
+	return nil
+}

@@ -1,0 +1,256 @@
+package main
+
+import (
+	"bufio"
+	"fmt"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/facesync/facesync/tasks"
+)
+
+// Config is facesync's configuration from the environment (CONTRACT.md
+// section 8). Each field names its variable.
+type Config struct {
+	RedisURL            string            // FACESYNC_REDIS_URL
+	Apps                map[string]string // FACESYNC_APPS, FACESYNC_APPS_FILE: app id -> secret
+	IdascURL            string            // FACESYNC_IDASC_URL
+	S3Bucket            string            // FACESYNC_S3_BUCKET
+	S3Endpoint          string            // FACESYNC_S3_ENDPOINT
+	S3Region            string            // FACESYNC_S3_REGION
+	S3Prefix            string            // FACESYNC_S3_PREFIX
+	S3PathStyle         bool              // FACESYNC_S3_PATH_STYLE
+	S3SSE               string            // FACESYNC_S3_SSE
+	S3KMSKeyID          string            // FACESYNC_S3_KMS_KEY_ID
+	S3LockMode          string            // FACESYNC_S3_LOCK_MODE
+	S3LockDays          int               // FACESYNC_S3_LOCK_DAYS
+	AWSAccessKeyID      string            // AWS_ACCESS_KEY_ID (else the AWS default chain)
+	AWSSecretAccessKey  string            // AWS_SECRET_ACCESS_KEY
+	AWSSessionToken     string            // AWS_SESSION_TOKEN
+	Concurrency         int               // FACESYNC_CONCURRENCY
+	EvidenceConcurrency int               // FACESYNC_EVIDENCE_CONCURRENCY
+	EvidenceDelay       time.Duration     // FACESYNC_EVIDENCE_DELAY
+	ShutdownTimeout     time.Duration     // FACESYNC_SHUTDOWN_TIMEOUT
+	HTTPAddr            string            // FACESYNC_HTTP_ADDR
+	LogFormat           string            // FACESYNC_LOG_FORMAT
+	LogLevel            string            // FACESYNC_LOG_LEVEL
+	DecisionTTL         time.Duration     // FACESYNC_DECISION_TTL
+	TicketMaxAge        time.Duration     // FACESYNC_TICKET_MAX_AGE
+	TicketSource        string            // FACESYNC_TICKET_SOURCE
+	ResultWait          time.Duration     // FACESYNC_RESULT_WAIT
+	EvidenceWait        time.Duration     // FACESYNC_EVIDENCE_WAIT
+	MaxEvidenceBytes    int64             // FACESYNC_MAX_EVIDENCE_BYTES
+}
+
+// configError names the variable at fault; its message is the one line a
+// user sees.
+type configError struct {
+	name string
+	msg  string
+}
+
+func (e *configError) Error() string { return e.name + ": " + e.msg }
+
+// LoadConfig reads the configuration through getenv, applying the
+// contract's defaults. It checks every value it reads; what a command
+// additionally requires (apps, a bucket) is checked by that command.
+func LoadConfig(getenv func(string) string) (*Config, error) {
+	r := envReader{getenv: getenv}
+	c := &Config{
+		RedisURL:            r.str("FACESYNC_REDIS_URL", "redis://127.0.0.1:6379/0"),
+		IdascURL:            r.str("FACESYNC_IDASC_URL", "https://idasc.webank.com"),
+		S3Bucket:            r.str("FACESYNC_S3_BUCKET", ""),
+		S3Endpoint:          r.str("FACESYNC_S3_ENDPOINT", ""),
+		S3Region:            r.str("FACESYNC_S3_REGION", "us-east-1"),
+		S3Prefix:            r.str("FACESYNC_S3_PREFIX", "evidence/"),
+		S3SSE:               r.oneOf("FACESYNC_S3_SSE", "", "", "AES256", "aws:kms"),
+		S3KMSKeyID:          r.str("FACESYNC_S3_KMS_KEY_ID", ""),
+		S3LockMode:          r.oneOf("FACESYNC_S3_LOCK_MODE", "", "", "GOVERNANCE", "COMPLIANCE"),
+		S3LockDays:          r.integer("FACESYNC_S3_LOCK_DAYS", 0, 0),
+		AWSAccessKeyID:      r.str("AWS_ACCESS_KEY_ID", ""),
+		AWSSecretAccessKey:  r.str("AWS_SECRET_ACCESS_KEY", ""),
+		AWSSessionToken:     r.str("AWS_SESSION_TOKEN", ""),
+		Concurrency:         r.integer("FACESYNC_CONCURRENCY", 50, 1),
+		EvidenceConcurrency: r.integer("FACESYNC_EVIDENCE_CONCURRENCY", 4, 1),
+		EvidenceDelay:       r.duration("FACESYNC_EVIDENCE_DELAY", time.Second, time.Second),
+		ShutdownTimeout:     r.duration("FACESYNC_SHUTDOWN_TIMEOUT", 25*time.Second, 0),
+		HTTPAddr:            r.str("FACESYNC_HTTP_ADDR", ":9090"),
+		LogFormat:           r.oneOf("FACESYNC_LOG_FORMAT", "json", "json", "console"),
+		LogLevel:            r.oneOf("FACESYNC_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
+		DecisionTTL:         r.duration("FACESYNC_DECISION_TTL", 168*time.Hour, time.Minute),
+		TicketMaxAge:        r.duration("FACESYNC_TICKET_MAX_AGE", 20*time.Minute, time.Minute),
+		TicketSource:        r.oneOf("FACESYNC_TICKET_SOURCE", "own", "own", "external"),
+		ResultWait:          r.duration("FACESYNC_RESULT_WAIT", 10*time.Minute, 0),
+		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", 5*time.Minute, 0),
+		MaxEvidenceBytes:    int64(r.integer("FACESYNC_MAX_EVIDENCE_BYTES", 256<<20, 1)),
+	}
+	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
+	c.Apps = r.apps()
+	if r.err != nil {
+		return nil, r.err
+	}
+	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
+		return nil, &configError{"FACESYNC_REDIS_URL", "want redis://host:port/db or rediss://..."}
+	}
+	if u, err := url.Parse(c.IdascURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, &configError{"FACESYNC_IDASC_URL", "want an http:// or https:// base URL"}
+	}
+	if c.S3Endpoint != "" {
+		if u, err := url.Parse(c.S3Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, &configError{"FACESYNC_S3_ENDPOINT", "want an http:// or https:// URL"}
+		}
+	}
+	if c.S3KMSKeyID != "" && c.S3SSE != "aws:kms" {
+		return nil, &configError{"FACESYNC_S3_KMS_KEY_ID", "set only with FACESYNC_S3_SSE=aws:kms"}
+	}
+	if (c.S3LockMode == "") != (c.S3LockDays == 0) {
+		return nil, &configError{"FACESYNC_S3_LOCK_MODE", "set FACESYNC_S3_LOCK_MODE and FACESYNC_S3_LOCK_DAYS together"}
+	}
+	return c, nil
+}
+
+// requireWorker checks what `facesync worker` needs beyond LoadConfig.
+func (c *Config) requireWorker() error {
+	if len(c.Apps) == 0 && c.TicketSource == "own" {
+		return &configError{"FACESYNC_APPS", "no app configured (APPID=SECRET pairs, or FACESYNC_APPS_FILE)"}
+	}
+	return c.requireBucket()
+}
+
+func (c *Config) requireBucket() error {
+	if c.S3Bucket == "" {
+		return &configError{"FACESYNC_S3_BUCKET", "required: the evidence bucket (it must exist)"}
+	}
+	return nil
+}
+
+// envReader reads variables and keeps the first error.
+type envReader struct {
+	getenv func(string) string
+	err    error
+}
+
+func (r *envReader) fail(name, format string, args ...any) {
+	if r.err == nil {
+		r.err = &configError{name, fmt.Sprintf(format, args...)}
+	}
+}
+
+func (r *envReader) str(name, def string) string {
+	if v := strings.TrimSpace(r.getenv(name)); v != "" {
+		return v
+	}
+	return def
+}
+
+func (r *envReader) oneOf(name, def string, allowed ...string) string {
+	v := r.str(name, def)
+	for _, a := range allowed {
+		if v == a {
+			return v
+		}
+	}
+	r.fail(name, "%q is not one of %s", v, strings.Join(quoteAll(allowed), ", "))
+	return def
+}
+
+func quoteAll(s []string) []string {
+	out := make([]string, 0, len(s))
+	for _, v := range s {
+		if v != "" {
+			out = append(out, strconv.Quote(v))
+		}
+	}
+	return out
+}
+
+func (r *envReader) integer(name string, def, min int) int {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < min {
+		r.fail(name, "%q is not a whole number of at least %d", v, min)
+		return def
+	}
+	return n
+}
+
+func (r *envReader) duration(name string, def, min time.Duration) time.Duration {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		r.fail(name, "%q is not a duration like 1s, 5m or 168h", v)
+		return def
+	}
+	if d < min {
+		r.fail(name, "%v is below the minimum %v", d, min)
+		return def
+	}
+	return d
+}
+
+func (r *envReader) boolean(name string, def bool) bool {
+	v := r.str(name, "")
+	if v == "" {
+		return def
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		r.fail(name, "%q is not true or false", v)
+		return def
+	}
+	return b
+}
+
+// apps reads FACESYNC_APPS and FACESYNC_APPS_FILE. Secrets never appear in
+// an error: a bad entry is named by its position.
+func (r *envReader) apps() map[string]string {
+	apps := map[string]string{}
+	add := func(name, where, entry string) {
+		id, secret, ok := strings.Cut(strings.TrimSpace(entry), "=")
+		id, secret = strings.TrimSpace(id), strings.TrimSpace(secret)
+		switch {
+		case !ok || secret == "":
+			r.fail(name, "%s: want APPID=SECRET", where)
+		case !tasks.ValidID(id):
+			r.fail(name, "%s: app id %q is not 1 to 32 characters of A-Z a-z 0-9 _ -", where, id)
+		default:
+			apps[id] = secret
+		}
+	}
+	if v := r.str("FACESYNC_APPS", ""); v != "" {
+		for i, e := range strings.Split(v, ",") {
+			if strings.TrimSpace(e) != "" {
+				add("FACESYNC_APPS", fmt.Sprintf("entry %d", i+1), e)
+			}
+		}
+	}
+	if path := r.str("FACESYNC_APPS_FILE", ""); path != "" {
+		f, err := os.Open(path)
+		if err != nil {
+			r.fail("FACESYNC_APPS_FILE", "%v", err)
+			return apps
+		}
+		defer f.Close()
+		sc := bufio.NewScanner(f)
+		for n := 1; sc.Scan(); n++ {
+			line := strings.TrimSpace(sc.Text())
+			if line == "" || strings.HasPrefix(line, "#") {
+				continue
+			}
+			add("FACESYNC_APPS_FILE", fmt.Sprintf("line %d", n), line)
+		}
+		if err := sc.Err(); err != nil {
+			r.fail("FACESYNC_APPS_FILE", "%v", err)
+		}
+	}
+	return apps
+}

@@ -1,0 +1,117 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+
+	"github.com/facesync/facesync/storage"
+)
+
+// newLogger builds the zap logger FACESYNC_LOG_FORMAT and _LEVEL ask for.
+func newLogger(c *Config, m *Main) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(c.LogLevel)
+	if err != nil {
+		return nil, &configError{"FACESYNC_LOG_LEVEL", err.Error()}
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "ts"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	var e zapcore.Encoder
+	if c.LogFormat == "console" {
+		enc.EncodeLevel = zapcore.CapitalLevelEncoder
+		e = zapcore.NewConsoleEncoder(enc)
+	} else {
+		e = zapcore.NewJSONEncoder(enc)
+	}
+	return zap.New(zapcore.NewCore(e, zapcore.AddSync(m.Stderr), lvl)), nil
+}
+
+// redisLogger routes go-redis's own logs through zap.
+
+type redisLogger struct{ s *zap.SugaredLogger }
+
+func (l redisLogger) Printf(_ context.Context, format string, v ...any) { l.s.Warnf(format, v...) }
+
+// redisClients returns a go-redis client and the asynq connection for the
+// same FACESYNC_REDIS_URL.
+func redisClients(c *Config) (*redis.Client, asynq.RedisClientOpt, error) {
+	opt, err := redis.ParseURL(c.RedisURL)
+	if err != nil {
+		return nil, asynq.RedisClientOpt{}, &configError{"FACESYNC_REDIS_URL", "want redis://host:port/db or rediss://..."}
+	}
+	aopt := asynq.RedisClientOpt{
+		Addr: opt.Addr, Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig,
+	}
+	return redis.NewClient(opt), aopt, nil
+}
+
+// pingRedis checks Redis answers, within a few seconds.
+func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := rdb.Ping(ctx).Err(); err != nil {
+		return fmt.Errorf("redis unreachable (FACESYNC_REDIS_URL): %v", err)
+	}
+	return nil
+}
+
+// newS3Client builds the S3 client from FACESYNC_S3_* and the AWS default
+// credential chain.
+func newS3Client(ctx context.Context, c *Config, hc *http.Client) (*s3.Client, error) {
+	opts := []func(*awsconfig.LoadOptions) error{awsconfig.WithRegion(c.S3Region)}
+	if hc != nil {
+		opts = append(opts, awsconfig.WithHTTPClient(hc))
+	}
+	if c.AWSAccessKeyID != "" && c.AWSSecretAccessKey != "" {
+		// Read through Main's environment, so tests and the demo need not
+		// touch the process's.
+		opts = append(opts, awsconfig.WithCredentialsProvider(
+			credentials.NewStaticCredentialsProvider(c.AWSAccessKeyID, c.AWSSecretAccessKey, c.AWSSessionToken)))
+	}
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("aws configuration: %w", err)
+	}
+	return s3.NewFromConfig(cfg, func(o *s3.Options) {
+		if c.S3Endpoint != "" {
+			o.BaseEndpoint = aws.String(c.S3Endpoint)
+		}
+		o.UsePathStyle = c.S3PathStyle
+	}), nil
+}
+
+// newSink builds the S3 evidence sink.
+func newSink(ctx context.Context, c *Config) (*storage.S3, error) {
+	if err := c.requireBucket(); err != nil {
+		return nil, err
+	}
+	client, err := newS3Client(ctx, c, nil)
+	if err != nil {
+		return nil, err
+	}
+	return storage.NewS3(client, storage.Config{
+		Bucket: c.S3Bucket, Prefix: c.S3Prefix,
+		SSE: c.S3SSE, KMSKeyID: c.S3KMSKeyID, LockMode: c.S3LockMode, LockDays: c.S3LockDays,
+	})
+}
+
+// pingSink checks the bucket answers, within a few seconds.
+func pingSink(ctx context.Context, s storage.Sink) error {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := s.Ping(ctx); err != nil {
+		return fmt.Errorf("evidence bucket unreachable (FACESYNC_S3_*): %v", err)
+	}
+	return nil
+}

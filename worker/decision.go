@@ -1,0 +1,205 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap"
+
+	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/worker/idasc"
+)
+
+// maxRejectedTickets is how many fresh tickets the provider may refuse for
+// one order before it is recorded as provider_rejected.
+const maxRejectedTickets = 3
+
+// HandleFetchResult handles faceid:fetch_result: it takes the decision
+// from the provider (without get_file), records it, and enqueues the
+// evidence task.
+func (w *Worker) HandleFetchResult(ctx context.Context, t *asynq.Task) error {
+	start := w.now()
+	p, err := tasks.ParseFetchResult(t.Payload())
+	if err != nil {
+		// Nothing is keyed from an invalid payload: the archived task and
+		// its error are the whole trace.
+		w.m.tasks.WithLabelValues(t.Type(), "invalid_payload").Inc()
+		w.log.Warn("invalid payload archived", zap.String("type", t.Type()), zap.Error(err))
+		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+	}
+	log := w.taskLog(ctx, t, p.AppID, p.OrderNo)
+	outcome, err := w.decide(ctx, t, p, log)
+	w.finish(log, t, start, outcome, err)
+	return err
+}
+
+func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult, log *zap.Logger) (string, error) {
+	cur, err := w.store.get(ctx, p.AppID, p.OrderNo)
+	if err != nil {
+		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
+	}
+	if cur != nil {
+		// The first final decision wins; a duplicate only makes sure the
+		// evidence task exists while evidence is pending.
+		writeResult(t, cur, log)
+		if err := w.ensureEvidenceTask(ctx, p, cur, decidedAt(cur, w.now())); err != nil {
+			return "retry", retry(retryTransient, err)
+		}
+		return "duplicate", nil
+	}
+	if !w.apps[p.AppID] {
+		rec := errorRecord(p.AppID, p.OrderNo, CodeUnknownApp, "app "+p.AppID+" is not configured on this worker (FACESYNC_APPS)")
+		if _, err := w.record(ctx, t, p, rec, log); err != nil {
+			return "retry", err
+		}
+		return StatusError, fmt.Errorf("unknown app %q: %w", p.AppID, asynq.SkipRetry)
+	}
+
+	tk, err := w.tickets.Get(ctx, p.AppID)
+	if err != nil {
+		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, fmt.Errorf("sign ticket: %w", err)), log)
+	}
+	begin := time.Now()
+	res, err := w.provider.Sync(ctx, idasc.SyncRequest{AppID: p.AppID, OrderNo: p.OrderNo, Ticket: tk.Value})
+	w.m.providerLatency.WithLabelValues("sync").Observe(time.Since(begin).Seconds())
+	class := idasc.ClassOf(err)
+	w.m.providerCodes.WithLabelValues("sync", answerLabel(class)).Inc()
+
+	var rec *Record
+	switch class {
+	case idasc.ClassNone:
+		rec = recordFromResult(p.AppID, p.OrderNo, res, StatusPassed)
+	case idasc.ClassFailed:
+		rec = recordFromResult(p.AppID, p.OrderNo, res, StatusFailed)
+	case idasc.ClassNotReady:
+		since, serr := w.store.since(ctx, p.AppID, p.OrderNo, w.now(), 2*w.cfg.ResultWait+time.Hour)
+		if serr != nil {
+			return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, serr), log)
+		}
+		if w.now().Sub(since) < w.cfg.ResultWait {
+			return w.retryOrGiveUp(ctx, t, p, retry(retryNotReady, err), log)
+		}
+		rec = errorRecord(p.AppID, p.OrderNo, CodeNoResult,
+			fmt.Sprintf("the provider had no result for the order after waiting %v (code %s)", w.cfg.ResultWait, idasc.CodeNotReady))
+	case idasc.ClassRejected:
+		if rerr := w.tickets.Reject(ctx, p.AppID, tk.Generation); rerr != nil {
+			log.Warn("could not report the refused ticket", zap.Int64("generation", tk.Generation), zap.Error(rerr))
+		}
+		n, rerr := w.store.addRejected(ctx, p.AppID, p.OrderNo, tk.Generation)
+		if rerr != nil {
+			return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, rerr), log)
+		}
+		log.Warn("provider refused the ticket", zap.Int64("generation", tk.Generation), zap.Int64("refused_generations", n))
+		if n < maxRejectedTickets {
+			return w.retryOrGiveUp(ctx, t, p, retry(retryRejected, err), log)
+		}
+		rec = errorRecord(p.AppID, p.OrderNo, CodeProviderRejected,
+			fmt.Sprintf("the provider refused the request (code %s) with %d fresh tickets", idasc.CodeRejected, n))
+	case idasc.ClassHTTP4xx:
+		rec = errorRecord(p.AppID, p.OrderNo, CodeProviderHTTP4xx, "the provider answered "+errorStatus(err))
+	default:
+		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
+	}
+	stored, err := w.record(ctx, t, p, rec, log)
+	if err != nil {
+		return "retry", err
+	}
+	return stored.Status, nil
+}
+
+// retryOrGiveUp returns err for asynq to retry, unless this is the last
+// attempt the task's retry budget allows: then it writes the error record
+// itself, so no order ends without one.
+func (w *Worker) retryOrGiveUp(ctx context.Context, t *asynq.Task, p tasks.FetchResult, err error, log *zap.Logger) (string, error) {
+	if ctx.Err() != nil || !lastAttempt(ctx) {
+		return "retry", err
+	}
+	rec := errorRecord(p.AppID, p.OrderNo, CodeRetriesExhausted,
+		"the task's retry budget ran out before a decision could be obtained; last error: "+err.Error())
+	stored, rerr := w.record(ctx, t, p, rec, log)
+	if rerr != nil {
+		return "retry", errors.Join(err, rerr)
+	}
+	return stored.Status, nil
+}
+
+// record writes a final decision (unless one exists), publishes it as the
+// task's result and enqueues the evidence task it calls for.
+func (w *Worker) record(ctx context.Context, t *asynq.Task, p tasks.FetchResult, rec *Record, log *zap.Logger) (*Record, error) {
+	now := w.now()
+	rec.DecidedAt = now.UTC().Format(time.RFC3339)
+	rec.Evidence = Evidence{Status: EvidenceSkipped}
+	if rec.Status != StatusError && p.GetFile.Or() != tasks.GetFileNone {
+		rec.Evidence.Status = EvidencePending
+	}
+	stored, created, err := w.store.create(ctx, rec)
+	if err != nil {
+		return nil, retry(retryTransient, err)
+	}
+	if created {
+		log.Info("decision recorded", zap.String("status", stored.Status), zap.String("code", stored.Code))
+	}
+	writeResult(t, stored, log)
+	when := now
+	if !created {
+		when = decidedAt(stored, now)
+	}
+	if err := w.ensureEvidenceTask(ctx, p, stored, when); err != nil {
+		return nil, retry(retryTransient, err)
+	}
+	return stored, nil
+}
+
+// ensureEvidenceTask enqueues the evidence task while evidence is pending;
+// one already queued counts as success. The delay counts from the
+// decision, so the fetch never runs earlier than the evidence
+// delay after it, and a late duplicate does not push it back.
+func (w *Worker) ensureEvidenceTask(ctx context.Context, p tasks.FetchResult, rec *Record, decided time.Time) error {
+	if rec.Evidence.Status != EvidencePending {
+		return nil
+	}
+	getFile := p.GetFile.Or()
+	if getFile == tasks.GetFileNone {
+		getFile = tasks.GetFileBoth // a duplicate asking for less cannot cancel what the first asked for
+	}
+	_, err := tasks.EnqueueEvidence(ctx, w.client, tasks.FetchEvidence{
+		AppID: rec.AppID, OrderNo: rec.OrderNo, GetFile: getFile, DecidedAt: decided,
+	}, decided.Add(w.cfg.EvidenceDelay))
+	return err
+}
+
+// decidedAt returns when a stored record was decided, rounded up: the
+// record keeps whole seconds.
+func decidedAt(rec *Record, now time.Time) time.Time {
+	t, err := time.Parse(time.RFC3339, rec.DecidedAt)
+	if err != nil {
+		return now
+	}
+	return t.Add(time.Second)
+}
+
+// answerLabel names a provider answer class for metrics.
+func answerLabel(c idasc.Class) string {
+	switch c {
+	case idasc.ClassNone:
+		return "passed"
+	case idasc.ClassFailed:
+		return "failed"
+	}
+	return c.String()
+}
+
+// errorStatus describes an HTTP 4xx error without any request detail.
+func errorStatus(err error) string {
+	var e *idasc.Error
+	if errors.As(err, &e) && e.HTTPStatus != 0 {
+		return fmt.Sprintf("HTTP %d", e.HTTPStatus)
+	}
+	return "an HTTP 4xx error"
+}
+
+func jsonRecord(r *Record) ([]byte, error) { return json.Marshal(r) }

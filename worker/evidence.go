@@ -1,0 +1,258 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sort"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"go.uber.org/zap"
+
+	"github.com/facesync/facesync/storage"
+	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/worker/idasc"
+)
+
+// HandleFetchEvidence handles faceid:fetch_evidence: it calls sync with
+// get_file and streams the photo and video into storage, then writes the
+// manifest and updates the decision record.
+func (w *Worker) HandleFetchEvidence(ctx context.Context, t *asynq.Task) error {
+	start := w.now()
+	p, err := tasks.ParseFetchEvidence(t.Payload())
+	if err != nil {
+		w.m.tasks.WithLabelValues(t.Type(), "invalid_payload").Inc()
+		w.log.Warn("invalid payload archived", zap.String("type", t.Type()), zap.Error(err))
+		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+	}
+	log := w.taskLog(ctx, t, p.AppID, p.OrderNo)
+	outcome, err := w.fetchEvidence(ctx, t, p, log)
+	w.finish(log, t, start, outcome, err)
+	return err
+}
+
+// wantKinds lists the files get_file asks for.
+func wantKinds(g tasks.GetFile) []string {
+	switch g.Or() {
+	case tasks.GetFilePhoto:
+		return []string{idasc.KindPhoto}
+	case tasks.GetFileVideo:
+		return []string{idasc.KindVideo}
+	}
+	return []string{idasc.KindPhoto, idasc.KindVideo}
+}
+
+// getFileFor asks the provider for only the files still missing.
+func getFileFor(missing []string) string {
+	if len(missing) == 1 && missing[0] == idasc.KindPhoto {
+		return tasks.GetFilePhoto
+	}
+	if len(missing) == 1 && missing[0] == idasc.KindVideo {
+		return tasks.GetFileVideo
+	}
+	return tasks.GetFileBoth
+}
+
+func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, log *zap.Logger) (string, error) {
+	rec, err := w.store.get(ctx, p.AppID, p.OrderNo)
+	if err != nil {
+		return "retry", retry(retryTransient, err)
+	}
+	if rec == nil {
+		return "no_record", fmt.Errorf("order %s:%s has no decision record (expired or never written): %w", p.AppID, p.OrderNo, asynq.SkipRetry)
+	}
+	if rec.Evidence.Status == EvidenceStored {
+		writeResult(t, rec, log)
+		return "duplicate", nil
+	}
+	// A stored manifest means the evidence is done, even if the record
+	// does not say so yet (a crash between the two writes).
+	m, err := w.sink.GetManifest(ctx, p.AppID, p.OrderNo)
+	switch {
+	case err == nil:
+		return w.adoptManifest(ctx, t, p, m, log)
+	case !errors.Is(err, storage.ErrNotFound):
+		return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, fmt.Errorf("read manifest: %w", err)), log)
+	}
+	w.m.decisionAge.Observe(w.now().Sub(p.DecidedAt).Seconds())
+
+	have, err := w.store.storedFiles(ctx, p.AppID, p.OrderNo)
+	if err != nil {
+		return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, err), log)
+	}
+	missing := missingKinds(p.GetFile, have)
+	if len(missing) > 0 {
+		perr := w.download(ctx, p, missing, have, log)
+		if perr != nil {
+			// ClassInvalid comes first: an oversize file is met by the
+			// storage upload reading it, and is final all the same.
+			switch class := idasc.ClassOf(perr); {
+			case class == idasc.ClassInvalid:
+				return w.finishEvidence(ctx, t, p, rec, have, EvidenceFailed, perr.Error(), log)
+			case class == idasc.ClassNotReady:
+				// Treated like missing files below.
+			case class == idasc.ClassRejected:
+				return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryRejected, perr), log)
+			case class == idasc.ClassHTTP4xx:
+				return w.finishEvidence(ctx, t, p, rec, have, EvidenceFailed, "the provider answered "+errorStatus(perr), log)
+			default:
+				return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, perr), log)
+			}
+		}
+		missing = missingKinds(p.GetFile, have)
+	}
+	if len(missing) == 0 {
+		return w.finishEvidence(ctx, t, p, rec, have, EvidenceStored, "", log)
+	}
+	deadline := p.DecidedAt.Add(w.cfg.EvidenceDelay + w.cfg.EvidenceWait)
+	if !w.now().Before(deadline) || lastAttempt(ctx) {
+		msg := fmt.Sprintf("the provider returned no %v within %v", missing, w.cfg.EvidenceWait)
+		return w.finishEvidence(ctx, t, p, rec, have, EvidenceUnavailable, msg, log)
+	}
+	return "retry", retry(retryNotReady, fmt.Errorf("evidence not ready yet: %v missing", missing))
+}
+
+func missingKinds(g tasks.GetFile, have map[string]storage.File) []string {
+	var out []string
+	for _, k := range wantKinds(g) {
+		if _, ok := have[k]; !ok {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// download makes one sync call with get_file for the missing kinds and
+// streams each file into storage while it is read. Stored files are added
+// to have and remembered in Redis at once.
+func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []string, have map[string]storage.File, log *zap.Logger) error {
+	tk, err := w.tickets.Get(ctx, p.AppID)
+	if err != nil {
+		return fmt.Errorf("sign ticket: %w", err)
+	}
+	want := make(map[string]bool, len(missing))
+	for _, k := range missing {
+		want[k] = true
+	}
+	begin := time.Now()
+	_, err = w.provider.SyncEvidence(ctx, idasc.SyncRequest{AppID: p.AppID, OrderNo: p.OrderNo, Ticket: tk.Value},
+		getFileFor(missing), w.cfg.MaxEvidenceBytes,
+		func(kind string, r io.Reader) error {
+			if !want[kind] {
+				return nil // the provider sent more than asked; the extractor skips it
+			}
+			up := time.Now()
+			f, err := w.sink.PutFile(ctx, p.AppID, p.OrderNo, kind, r)
+			if err != nil {
+				return fmt.Errorf("store evidence: %w", err)
+			}
+			w.m.uploadDuration.WithLabelValues(kind).Observe(time.Since(up).Seconds())
+			w.m.evidenceBytes.WithLabelValues(kind).Add(float64(f.Size))
+			if err := w.store.addStoredFile(ctx, p.AppID, p.OrderNo, f); err != nil {
+				return fmt.Errorf("store evidence: %w", err)
+			}
+			have[kind] = f
+			log.Info("evidence file stored", zap.String("kind", kind), zap.String("key", f.Key), zap.Int64("size", f.Size))
+			return nil
+		})
+	w.m.providerLatency.WithLabelValues("sync_evidence").Observe(time.Since(begin).Seconds())
+	class := idasc.ClassOf(err)
+	w.m.providerCodes.WithLabelValues("sync_evidence", answerLabel(class)).Inc()
+	switch class {
+	case idasc.ClassNone, idasc.ClassFailed:
+		// A definitive non-zero code still carries evidence: auditors need both.
+		return nil
+	case idasc.ClassRejected:
+		if rerr := w.tickets.Reject(ctx, p.AppID, tk.Generation); rerr != nil {
+			log.Warn("could not report the refused ticket", zap.Int64("generation", tk.Generation), zap.Error(rerr))
+		}
+	}
+	return err
+}
+
+// evidenceRetryOrGiveUp retries, unless the retry budget is spent: then the
+// evidence ends failed, keeping whatever was stored.
+func (w *Worker) evidenceRetryOrGiveUp(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, rec *Record, err error, log *zap.Logger) (string, error) {
+	if ctx.Err() != nil || !lastAttempt(ctx) {
+		return "retry", err
+	}
+	have, herr := w.store.storedFiles(ctx, p.AppID, p.OrderNo)
+	if herr != nil {
+		return "retry", errors.Join(err, herr)
+	}
+	return w.finishEvidence(ctx, t, p, rec, have, EvidenceFailed, "retry budget spent; last error: "+err.Error(), log)
+}
+
+// finishEvidence writes the manifest for the files stored (if any) and the
+// record's final evidence status.
+func (w *Worker) finishEvidence(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, rec *Record, have map[string]storage.File, status, msg string, log *zap.Logger) (string, error) {
+	ev := Evidence{Status: status, Msg: msg, Files: sortedFiles(have)}
+	if len(ev.Files) > 0 {
+		key, err := w.sink.PutManifest(ctx, rec.manifest(ev.Files, w.now()))
+		if errors.Is(err, storage.ErrManifestExists) {
+			m, gerr := w.sink.GetManifest(ctx, p.AppID, p.OrderNo)
+			if gerr != nil {
+				return "retry", retry(retryTransient, gerr)
+			}
+			return w.adoptManifest(ctx, t, p, m, log)
+		}
+		if err != nil {
+			return "retry", retry(retryTransient, fmt.Errorf("write manifest: %w", err))
+		}
+		ev.ManifestKey = key
+	}
+	stored, err := w.store.updateEvidence(ctx, p.AppID, p.OrderNo, func(e *Evidence) bool {
+		if e.Status == EvidenceStored {
+			return false // never step back from stored
+		}
+		*e = ev
+		return true
+	})
+	if err != nil {
+		return "retry", retry(retryTransient, err)
+	}
+	writeResult(t, stored, log)
+	log.Info("evidence finished", zap.String("evidence", status), zap.Int("files", len(ev.Files)), zap.String("reason", msg))
+	return "evidence_" + status, nil
+}
+
+// adoptManifest rewrites the record's evidence from a stored manifest.
+func (w *Worker) adoptManifest(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, m *storage.Manifest, log *zap.Logger) (string, error) {
+	key, err := w.sink.ManifestKey(p.AppID, p.OrderNo)
+	if err != nil {
+		return "invalid", fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+	}
+	have := make(map[string]storage.File, len(m.Files))
+	for _, f := range m.Files {
+		have[f.Kind] = f
+	}
+	ev := Evidence{Status: EvidenceStored, ManifestKey: key, Files: sortedFiles(have)}
+	if missing := missingKinds(p.GetFile, have); len(missing) > 0 {
+		ev.Status = EvidenceUnavailable
+		ev.Msg = fmt.Sprintf("the manifest lists no %v", missing)
+	}
+	stored, err := w.store.updateEvidence(ctx, p.AppID, p.OrderNo, func(e *Evidence) bool {
+		if e.Status == ev.Status && e.ManifestKey == ev.ManifestKey && len(e.Files) == len(ev.Files) {
+			return false
+		}
+		*e = ev
+		return true
+	})
+	if err != nil {
+		return "retry", retry(retryTransient, err)
+	}
+	writeResult(t, stored, log)
+	return "evidence_" + ev.Status, nil
+}
+
+func sortedFiles(have map[string]storage.File) []storage.File {
+	out := make([]storage.File, 0, len(have))
+	for _, f := range have {
+		out = append(out, f)
+	}
+	// photo before video, as auditors read them
+	sort.Slice(out, func(i, j int) bool { return out[i].Kind < out[j].Kind })
+	return out
+}

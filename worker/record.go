@@ -1,0 +1,298 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/facesync/facesync/storage"
+	"github.com/facesync/facesync/worker/idasc"
+)
+
+// Decision statuses (CONTRACT.md section 4).
+const (
+	StatusPassed = "passed"
+	StatusFailed = "failed"
+	StatusError  = "error"
+)
+
+// Evidence statuses (CONTRACT.md section 4).
+const (
+	EvidencePending     = "pending"
+	EvidenceStored      = "stored"
+	EvidenceUnavailable = "unavailable"
+	EvidenceSkipped     = "skipped"
+	EvidenceFailed      = "failed"
+)
+
+// The worker's own codes for status error.
+const (
+	CodeUnknownApp       = "unknown_app"
+	CodeNoResult         = "no_result"
+	CodeProviderRejected = "provider_rejected"
+	CodeProviderHTTP4xx  = "provider_http_4xx"
+	CodeRetriesExhausted = "retries_exhausted"
+)
+
+// Record is the decision record: a JSON string under DecisionKey and the
+// result of the faceid:fetch_result task. id_no and name are masked before
+// a Record is built; nothing unmasked is ever stored.
+type Record struct {
+	AppID           string   `json:"app_id"`
+	OrderNo         string   `json:"order_no"`
+	Status          string   `json:"status"`
+	Code            string   `json:"code"`
+	Msg             string   `json:"msg"`
+	BizSeqNo        string   `json:"biz_seq_no"`
+	TransactionTime string   `json:"transaction_time"`
+	OccurredTime    string   `json:"occurred_time"`
+	LiveRate        string   `json:"live_rate"`
+	Similarity      string   `json:"similarity"`
+	IDType          string   `json:"id_type"`
+	IDNo            string   `json:"id_no"`
+	Name            string   `json:"name"`
+	DecidedAt       string   `json:"decided_at"`
+	Evidence        Evidence `json:"evidence"`
+}
+
+// Evidence is the record's evidence part. Msg says why evidence is
+// unavailable or failed.
+type Evidence struct {
+	Status      string         `json:"status"`
+	ManifestKey string         `json:"manifest_key,omitempty"`
+	Files       []storage.File `json:"files"`
+	Msg         string         `json:"msg,omitempty"`
+}
+
+// DecisionKey is the Redis key of an order's decision record.
+func DecisionKey(appID, orderNo string) string {
+	return "facesync:decision:" + appID + ":" + orderNo
+}
+
+// The worker's bookkeeping keys, all per order and all expiring.
+func sinceKey(appID, orderNo string) string    { return "facesync:since:" + appID + ":" + orderNo }
+func rejectedKey(appID, orderNo string) string { return "facesync:rejected:" + appID + ":" + orderNo }
+func filesKey(appID, orderNo string) string    { return "facesync:files:" + appID + ":" + orderNo }
+
+// MaskIDNo masks an id number: 12 characters or more keep the first 3 and
+// last 4, shorter ones only the last 2.
+func MaskIDNo(s string) string {
+	r := []rune(s)
+	keepHead, keepTail := 0, 2
+	if len(r) >= 12 {
+		keepHead, keepTail = 3, 4
+	}
+	for i := range r {
+		if i >= keepHead && i < len(r)-keepTail {
+			r[i] = '*'
+		}
+	}
+	return string(r)
+}
+
+// MaskName keeps a name's first character.
+func MaskName(s string) string {
+	r := []rune(s)
+	for i := 1; i < len(r); i++ {
+		r[i] = '*'
+	}
+	return string(r)
+}
+
+// recordFromResult builds a passed or failed record from a provider answer,
+// masking PII on the way in.
+func recordFromResult(appID, orderNo string, res *idasc.Result, status string) *Record {
+	return &Record{
+		AppID: appID, OrderNo: orderNo, Status: status,
+		Code: res.Code, Msg: res.Msg,
+		BizSeqNo: res.BizSeqNo, TransactionTime: res.TransactionTime, OccurredTime: res.OccurredTime,
+		LiveRate: res.LiveRate, Similarity: res.Similarity,
+		IDType: res.IDType, IDNo: MaskIDNo(res.IDNo), Name: MaskName(res.Name),
+	}
+}
+
+func errorRecord(appID, orderNo, code, msg string) *Record {
+	return &Record{AppID: appID, OrderNo: orderNo, Status: StatusError, Code: code, Msg: msg}
+}
+
+// manifest returns the manifest for the record's evidence files.
+func (r *Record) manifest(files []storage.File, fetchedAt time.Time) *storage.Manifest {
+	return &storage.Manifest{
+		AppID: r.AppID, OrderNo: r.OrderNo, Status: r.Status, Code: r.Code, Msg: r.Msg,
+		BizSeqNo: r.BizSeqNo, TransactionTime: r.TransactionTime, OccurredTime: r.OccurredTime,
+		LiveRate: r.LiveRate, Similarity: r.Similarity, IDType: r.IDType, IDNo: r.IDNo, Name: r.Name,
+		DecidedAt: r.DecidedAt, FetchedAt: fetchedAt.UTC().Format(time.RFC3339), Files: files,
+	}
+}
+
+// store keeps decision records and the worker's per-order bookkeeping.
+type store struct {
+	rdb redis.UniversalClient
+	ttl time.Duration
+}
+
+// get returns the order's record, or nil when there is none.
+func (s *store) get(ctx context.Context, appID, orderNo string) (*Record, error) {
+	b, err := s.rdb.Get(ctx, DecisionKey(appID, orderNo)).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read decision record: %w", err)
+	}
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode decision record %s: %w", DecisionKey(appID, orderNo), err)
+	}
+	return &r, nil
+}
+
+// create writes rec unless the order already has a record: the first final
+// decision wins. It returns the record that is stored now.
+func (s *store) create(ctx context.Context, rec *Record) (*Record, bool, error) {
+	if rec.Evidence.Files == nil {
+		rec.Evidence.Files = []storage.File{}
+	}
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, false, fmt.Errorf("encode decision record: %w", err)
+	}
+	ok, err := s.rdb.SetNX(ctx, DecisionKey(rec.AppID, rec.OrderNo), b, s.ttl).Result()
+	if err != nil {
+		return nil, false, fmt.Errorf("write decision record: %w", err)
+	}
+	if ok {
+		return rec, true, nil
+	}
+	cur, err := s.get(ctx, rec.AppID, rec.OrderNo)
+	if err != nil {
+		return nil, false, err
+	}
+	if cur == nil { // expired between the two calls: try once more
+		return s.create(ctx, rec)
+	}
+	return cur, false, nil
+}
+
+// errNoRecord reports an update of a record that does not exist.
+var errNoRecord = errors.New("no decision record")
+
+// updateEvidence applies fn to the stored record inside an optimistic
+// transaction (WATCH), so two handlers touching one record never lose an
+// update. fn returns false to leave the record as it is.
+func (s *store) updateEvidence(ctx context.Context, appID, orderNo string, fn func(*Evidence) bool) (*Record, error) {
+	key := DecisionKey(appID, orderNo)
+	var out *Record
+	txf := func(tx *redis.Tx) error {
+		b, err := tx.Get(ctx, key).Bytes()
+		if errors.Is(err, redis.Nil) {
+			return errNoRecord
+		}
+		if err != nil {
+			return err
+		}
+		var r Record
+		if err := json.Unmarshal(b, &r); err != nil {
+			return fmt.Errorf("decode decision record %s: %w", key, err)
+		}
+		out = &r
+		if !fn(&r.Evidence) {
+			return nil
+		}
+		if r.Evidence.Files == nil {
+			r.Evidence.Files = []storage.File{}
+		}
+		nb, err := json.Marshal(&r)
+		if err != nil {
+			return err
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.SetArgs(ctx, key, nb, redis.SetArgs{KeepTTL: true})
+			return nil
+		})
+		return err
+	}
+	for i := 0; i < 20; i++ {
+		err := s.rdb.Watch(ctx, txf, key)
+		if errors.Is(err, redis.TxFailedErr) {
+			continue
+		}
+		if err != nil {
+			return nil, fmt.Errorf("update evidence of %s: %w", key, err)
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("update evidence of %s: too much contention", key)
+}
+
+// since returns when the order was first seen without a result, starting
+// the clock now if it was not running.
+func (s *store) since(ctx context.Context, appID, orderNo string, now time.Time, ttl time.Duration) (time.Time, error) {
+	key := sinceKey(appID, orderNo)
+	v := strconv.FormatInt(now.UnixMilli(), 10)
+	got, err := s.rdb.SetArgs(ctx, key, v, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl}).Result()
+	if errors.Is(err, redis.Nil) {
+		return now, nil
+	}
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read result wait clock: %w", err)
+	}
+	ms, err := strconv.ParseInt(got, 10, 64)
+	if err != nil {
+		return now, nil
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// addRejected notes that the provider refused the order's request signed
+// with generation gen and returns how many distinct generations it refused.
+func (s *store) addRejected(ctx context.Context, appID, orderNo string, gen int64) (int64, error) {
+	key := rejectedKey(appID, orderNo)
+	p := s.rdb.TxPipeline()
+	p.SAdd(ctx, key, gen)
+	p.Expire(ctx, key, time.Hour)
+	n := p.SCard(ctx, key)
+	if _, err := p.Exec(ctx); err != nil {
+		return 0, fmt.Errorf("count rejected tickets: %w", err)
+	}
+	return n.Val(), nil
+}
+
+// storedFiles returns the evidence files already stored for the order by
+// earlier attempts, by kind.
+func (s *store) storedFiles(ctx context.Context, appID, orderNo string) (map[string]storage.File, error) {
+	m, err := s.rdb.HGetAll(ctx, filesKey(appID, orderNo)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read stored evidence files: %w", err)
+	}
+	out := make(map[string]storage.File, len(m))
+	for kind, v := range m {
+		var f storage.File
+		if json.Unmarshal([]byte(v), &f) == nil {
+			out[kind] = f
+		}
+	}
+	return out, nil
+}
+
+// addStoredFile remembers a stored file so a later attempt need not fetch
+// it again, and so a partial set is never forgotten.
+func (s *store) addStoredFile(ctx context.Context, appID, orderNo string, f storage.File) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return err
+	}
+	key := filesKey(appID, orderNo)
+	p := s.rdb.TxPipeline()
+	p.HSet(ctx, key, f.Kind, b)
+	p.Expire(ctx, key, s.ttl)
+	if _, err := p.Exec(ctx); err != nil {
+		return fmt.Errorf("remember stored evidence file: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,82 @@
+package worker
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// retryKind tells RetryDelay how soon a failed attempt should run again.
+type retryKind int
+
+const (
+	retryTransient retryKind = iota // network, provider 5xx, Redis or S3 trouble: capped exponential backoff
+	retryNotReady                   // no result or evidence yet: gentler backoff, bounded by the worker's own wait
+	retryRejected                   // the ticket was refused: a fresh one is on its way, retry soon
+)
+
+// retryError asks asynq for another attempt; the kind picks the delay.
+type retryError struct {
+	kind retryKind
+	err  error
+}
+
+func (e *retryError) Error() string { return e.err.Error() }
+func (e *retryError) Unwrap() error { return e.err }
+
+func retry(kind retryKind, err error) error { return &retryError{kind: kind, err: err} }
+
+// Backoff bounds.
+const (
+	transientBase = time.Second
+	transientCap  = time.Minute
+	notReadyBase  = time.Second
+	notReadyCap   = 30 * time.Second
+	rejectedDelay = time.Second
+	promptDelay   = time.Second // after a crash or a shutdown: the task did nothing wrong
+)
+
+// RetryDelay is the asynq RetryDelayFunc: it knows the worker's error
+// classes. A task whose lease expired (its worker died) or that was
+// cancelled by a shutdown runs again promptly instead of after asynq's
+// default 15 to 45 s and more.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var re *retryError
+	switch {
+	case errors.Is(err, asynq.ErrLeaseExpired), errors.Is(err, context.Canceled):
+		return promptDelay
+	case errors.As(err, &re) && re.kind == retryRejected:
+		return rejectedDelay
+	case errors.As(err, &re) && re.kind == retryNotReady:
+		return backoff(n, notReadyBase, notReadyCap)
+	}
+	return backoff(n, transientBase, transientCap)
+}
+
+// backoff is capped exponential backoff with jitter: between half and all
+// of min(cap, base*2^n).
+func backoff(n int, base, max time.Duration) time.Duration {
+	d := max
+	if n < 30 && base<<n < max {
+		d = base << n
+	}
+	half := d / 2
+	return half + rand.N(half+1)
+}
+
+// IsFailure tells asynq which errors spend the task's retry budget: a
+// cancellation by shutdown does not.
+func IsFailure(err error) bool {
+	return !errors.Is(err, context.Canceled)
+}
+
+// lastAttempt reports whether asynq will archive the task if this attempt
+// fails, so the handler writes the final record itself instead.
+func lastAttempt(ctx context.Context) bool {
+	n, ok1 := asynq.GetRetryCount(ctx)
+	max, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && n >= max
+}

@@ -1,0 +1,294 @@
+// Package worker runs facesync's asynq handlers: it takes the decision on an
+// order from the provider, records it, and a second later streams the
+// evidence into storage. It is the only package that knows the whole flow.
+package worker
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+
+	"github.com/facesync/facesync/storage"
+	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/ticketcache"
+	"github.com/facesync/facesync/worker/idasc"
+)
+
+// Provider is what the worker calls of the provider client (*idasc.Client).
+type Provider interface {
+	Sync(ctx context.Context, req idasc.SyncRequest) (*idasc.Result, error)
+	SyncEvidence(ctx context.Context, req idasc.SyncRequest, getFile string, maxBytes int64, fn func(kind string, r io.Reader) error) (*idasc.Result, error)
+}
+
+// Tickets is what the worker needs of the shared ticket cache
+// (*ticketcache.Cache).
+type Tickets interface {
+	Get(ctx context.Context, appID string) (ticketcache.Ticket, error)
+	Reject(ctx context.Context, appID string, generation int64) error
+}
+
+// Config is the worker's configuration; zero values take the contract's
+// defaults (CONTRACT.md section 8).
+type Config struct {
+	Redis               asynq.RedisConnOpt // asynq's connection, same Redis as Deps.Redis
+	Apps                []string           // configured app ids; others get status error unknown_app
+	Concurrency         int                // decision tasks in flight (50)
+	EvidenceConcurrency int                // evidence tasks in flight (4)
+	EvidenceDelay       time.Duration      // delay before the evidence fetch (1s, never less)
+	ShutdownTimeout     time.Duration      // in-flight tasks may finish this long after Shutdown (25s)
+	DecisionTTL         time.Duration      // decision record lifetime (168h)
+	ResultWait          time.Duration      // how long 66660011 is retried (10m)
+	EvidenceWait        time.Duration      // how long missing photo/video is retried (5m)
+	MaxEvidenceBytes    int64              // largest decoded file accepted (256 MiB)
+}
+
+// Defaults of Config.
+const (
+	DefaultConcurrency         = 50
+	DefaultEvidenceConcurrency = 4
+	DefaultEvidenceDelay       = time.Second
+	DefaultShutdownTimeout     = 25 * time.Second
+	DefaultDecisionTTL         = 168 * time.Hour
+	DefaultResultWait          = 10 * time.Minute
+	DefaultEvidenceWait        = 5 * time.Minute
+	DefaultMaxEvidenceBytes    = 256 << 20
+)
+
+func (c *Config) setDefaults() error {
+	def := func(d *time.Duration, v time.Duration) {
+		if *d == 0 {
+			*d = v
+		}
+	}
+	if c.Concurrency == 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.EvidenceConcurrency == 0 {
+		c.EvidenceConcurrency = DefaultEvidenceConcurrency
+	}
+	def(&c.EvidenceDelay, DefaultEvidenceDelay)
+	def(&c.ShutdownTimeout, DefaultShutdownTimeout)
+	def(&c.DecisionTTL, DefaultDecisionTTL)
+	def(&c.ResultWait, DefaultResultWait)
+	def(&c.EvidenceWait, DefaultEvidenceWait)
+	if c.MaxEvidenceBytes == 0 {
+		c.MaxEvidenceBytes = DefaultMaxEvidenceBytes
+	}
+	switch {
+	case c.Redis == nil:
+		return errors.New("worker: no Redis connection")
+	case c.Concurrency < 1 || c.EvidenceConcurrency < 1:
+		return errors.New("worker: concurrency must be at least 1")
+	case c.EvidenceDelay < time.Second:
+		return fmt.Errorf("worker: evidence delay %v is below 1s: the provider needs about a second before photo and video exist", c.EvidenceDelay)
+	case c.ShutdownTimeout < 0 || c.DecisionTTL < time.Minute || c.ResultWait < 0 || c.EvidenceWait < 0 || c.MaxEvidenceBytes < 0:
+		return errors.New("worker: negative or too short durations or sizes in config")
+	}
+	return nil
+}
+
+// Deps are the worker's collaborators.
+type Deps struct {
+	Redis      redis.UniversalClient // decision records and bookkeeping
+	Provider   Provider
+	Tickets    Tickets
+	Sink       storage.Sink
+	Logger     *zap.Logger
+	Registerer prometheus.Registerer // nil: no metrics registered
+	Now        func() time.Time
+}
+
+// Worker handles faceid:fetch_result and faceid:fetch_evidence tasks.
+type Worker struct {
+	cfg      Config
+	apps     map[string]bool
+	store    *store
+	provider Provider
+	tickets  Tickets
+	sink     storage.Sink
+	client   *asynq.Client
+	log      *zap.Logger
+	m        *metrics
+	now      func() time.Time
+
+	// base is the context every handler runs under; Shutdown cancels it
+	// once the shutdown timeout has passed.
+	base       context.Context
+	cancelBase context.CancelFunc
+	inflight   sync.WaitGroup
+
+	decisions *asynq.Server
+	evidence  *asynq.Server
+}
+
+// New checks the configuration and builds a worker; it starts nothing.
+func New(cfg Config, d Deps) (*Worker, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	if d.Redis == nil || d.Provider == nil || d.Tickets == nil || d.Sink == nil {
+		return nil, errors.New("worker: Redis, Provider, Tickets and Sink are required")
+	}
+	if d.Logger == nil {
+		d.Logger = zap.NewNop()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	m, err := newMetrics(d.Registerer)
+	if err != nil {
+		return nil, fmt.Errorf("worker: register metrics: %w", err)
+	}
+	w := &Worker{
+		cfg:      cfg,
+		apps:     make(map[string]bool, len(cfg.Apps)),
+		store:    &store{rdb: d.Redis, ttl: cfg.DecisionTTL},
+		provider: d.Provider,
+		tickets:  d.Tickets,
+		sink:     d.Sink,
+		client:   asynq.NewClient(cfg.Redis),
+		log:      d.Logger,
+		m:        m,
+		now:      d.Now,
+	}
+	for _, a := range cfg.Apps {
+		w.apps[a] = true
+	}
+	w.base, w.cancelBase = context.WithCancel(context.Background())
+	return w, nil
+}
+
+// ServeMux returns the handlers for both task types, wrapped so that
+// Shutdown knows what is in flight.
+func (w *Worker) ServeMux() *asynq.ServeMux {
+	mux := asynq.NewServeMux()
+	mux.HandleFunc(tasks.TypeFetchResult, w.track(w.HandleFetchResult))
+	mux.HandleFunc(tasks.TypeFetchEvidence, w.track(w.HandleFetchEvidence))
+	return mux
+}
+
+func (w *Worker) track(h asynq.HandlerFunc) asynq.HandlerFunc {
+	return func(ctx context.Context, t *asynq.Task) error {
+		w.inflight.Add(1)
+		defer w.inflight.Done()
+		return h(ctx, t)
+	}
+}
+
+// Start starts two asynq servers in this process: one for decisions and
+// one for evidence with its own concurrency, so long uploads never hold
+// decision slots and memory stays bounded by the evidence concurrency.
+func (w *Worker) Start() error {
+	mk := func(queue string, concurrency int) *asynq.Server {
+		return asynq.NewServer(w.cfg.Redis, asynq.Config{
+			Concurrency: concurrency,
+			Queues:      map[string]int{queue: 1},
+			BaseContext: func() context.Context { return w.base },
+			// The default 5 s would stretch the evidence delay.
+			DelayedTaskCheckInterval: time.Second,
+			RetryDelayFunc:           RetryDelay,
+			IsFailure:                IsFailure,
+			ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),
+			// Longer than ours: handlers are cancelled through BaseContext
+			// first and go back to their queue as retries.
+			ShutdownTimeout: w.cfg.ShutdownTimeout + 5*time.Second,
+			Logger:          asynqLogger{w.log.Sugar().With("component", "asynq")},
+			LogLevel:        asynq.WarnLevel,
+		})
+	}
+	w.decisions = mk(tasks.QueueResult, w.cfg.Concurrency)
+	w.evidence = mk(tasks.QueueEvidence, w.cfg.EvidenceConcurrency)
+	mux := w.ServeMux()
+	if err := w.decisions.Start(mux); err != nil {
+		return fmt.Errorf("start decision server: %w", err)
+	}
+	if err := w.evidence.Start(mux); err != nil {
+		w.decisions.Shutdown()
+		return fmt.Errorf("start evidence server: %w", err)
+	}
+	return nil
+}
+
+// Shutdown stops taking tasks, lets in-flight ones finish for the shutdown
+// timeout, then cancels the rest, which asynq puts back as retries.
+func (w *Worker) Shutdown() {
+	if w.decisions != nil {
+		w.decisions.Stop()
+		w.evidence.Stop()
+		done := make(chan struct{})
+		go func() { w.inflight.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(w.cfg.ShutdownTimeout):
+			w.log.Warn("shutdown timeout: cancelling in-flight tasks", zap.Duration("timeout", w.cfg.ShutdownTimeout))
+		}
+		w.cancelBase()
+		w.decisions.Shutdown()
+		w.evidence.Shutdown()
+	}
+	w.cancelBase()
+	_ = w.client.Close()
+}
+
+func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
+	w.m.taskErrors.WithLabelValues(t.Type()).Inc()
+	var re *retryError
+	lvl := zap.WarnLevel
+	if errors.As(err, &re) && re.kind == retryNotReady {
+		lvl = zap.DebugLevel // waiting is normal
+	}
+	id, _ := asynq.GetTaskID(ctx)
+	n, _ := asynq.GetRetryCount(ctx)
+	w.log.Check(lvl, "task attempt failed").Write(zap.String("type", t.Type()), zap.String("task_id", id), zap.Int("attempt", n+1), zap.Error(err))
+}
+
+// asynqLogger routes asynq's own logs through zap.
+type asynqLogger struct{ s *zap.SugaredLogger }
+
+func (l asynqLogger) Debug(args ...any) { l.s.Debug(args...) }
+func (l asynqLogger) Info(args ...any)  { l.s.Info(args...) }
+func (l asynqLogger) Warn(args ...any)  { l.s.Warn(args...) }
+func (l asynqLogger) Error(args ...any) { l.s.Error(args...) }
+func (l asynqLogger) Fatal(args ...any) { l.s.Error(args...) } // never exit the process from a library
+
+// taskLog returns a logger with the task's identity.
+func (w *Worker) taskLog(ctx context.Context, t *asynq.Task, appID, orderNo string) *zap.Logger {
+	id, _ := asynq.GetTaskID(ctx)
+	n, _ := asynq.GetRetryCount(ctx)
+	return w.log.With(zap.String("type", t.Type()), zap.String("app_id", appID), zap.String("order_no", orderNo),
+		zap.String("task_id", id), zap.Int("attempt", n+1))
+}
+
+// finish logs and counts one attempt's outcome.
+func (w *Worker) finish(log *zap.Logger, t *asynq.Task, start time.Time, outcome string, err error) {
+	d := w.now().Sub(start)
+	w.m.tasks.WithLabelValues(t.Type(), outcome).Inc()
+	w.m.taskDuration.WithLabelValues(t.Type()).Observe(d.Seconds())
+	fields := []zap.Field{zap.String("outcome", outcome), zap.Duration("duration", d)}
+	if err != nil {
+		fields = append(fields, zap.Error(err))
+	}
+	log.Info("task attempt done", fields...)
+}
+
+// writeResult stores rec as the task's asynq result.
+func writeResult(t *asynq.Task, rec *Record, log *zap.Logger) {
+	if t.ResultWriter() == nil {
+		return
+	}
+	b, err := jsonRecord(rec)
+	if err == nil {
+		_, err = t.ResultWriter().Write(b)
+	}
+	if err != nil {
+		log.Warn("could not write task result", zap.Error(err))
+	}
+}
