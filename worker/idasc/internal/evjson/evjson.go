@@ -59,18 +59,19 @@ type Fields struct {
 // "photo" or "video", as a reader that yields the decoded bytes while the
 // body is being read. Only the first photo and the first video that hold
 // any base64 text are handed over; later ones are checked as JSON only.
-// Empty strings, null and a data URL header with nothing after it mean the
-// file is absent: fn is not called for it.
+// A string with no base64 text (empty, only whitespace, or a data URL
+// header alone) or null means the file is absent: fn is not called for it.
 //
 // The text may carry JSON escapes (\/, \uXXXX), escaped or raw line breaks,
 // tabs and spaces (ignored), a "data:...;base64," header, and may omit its
 // final padding. Anything else that is not standard base64 is an error
 // wrapping ErrBase64; a decoded file over maxBytes (when maxBytes > 0) is an
 // error wrapping ErrTooLarge; a body that is not one well-formed JSON object
-// is an error wrapping ErrSyntax. The reader fn gets returns such an error,
-// never io.EOF, as soon as it is found, so a consumer that stops at the
-// first error never keeps a corrupted file as complete; a read error from r
-// is returned too. The reader is valid only until fn returns.
+// is an error wrapping ErrSyntax, as is nesting deeper than 64 levels. The
+// reader fn gets returns such an error, never io.EOF, as soon as it is
+// found, so a consumer that stops at the first error never keeps a
+// corrupted file as complete; a read error from r is returned too. The
+// reader is valid only until fn returns.
 //
 // If fn returns nil without reading its file to the end, Extract decodes
 // and discards the rest, still checking it, so an invalid or oversize tail
@@ -78,7 +79,7 @@ type Fields struct {
 // it wrapped, together with the reader's own error if that differs. With a
 // nil fn the files are checked and discarded.
 //
-// On error the Fields are nil.
+// On error the Fields are nil. Extract does not close r.
 func Extract(r io.Reader, maxBytes int64, fn func(kind string, r io.Reader) error) (*Fields, error) {
 	p := &parser{
 		s:      scanner{r: r, buf: make([]byte, bufSize)},
@@ -104,7 +105,9 @@ func Extract(r io.Reader, maxBytes int64, fn func(kind string, r io.Reader) erro
 			return nil, err
 		}
 		if !ok {
-			return &p.fields, nil
+			// A copy, so the caller does not keep the buffers alive.
+			fields := p.fields
+			return &fields, nil
 		}
 		if !isSpace(c) {
 			return nil, p.s.syntaxError("data after the JSON object")
@@ -116,7 +119,7 @@ func Extract(r io.Reader, maxBytes int64, fn func(kind string, r io.Reader) erro
 type parser struct {
 	s      scanner
 	fields Fields
-	kept   int // bytes kept in fields
+	kept   int // of maxFieldsBytes, spent on fields
 	max    int64
 	fn     func(kind string, r io.Reader) error
 	ev     evReader
