@@ -1,0 +1,129 @@
+package worker_test
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/facesync/facesync/ticketcache"
+	"github.com/facesync/facesync/ticketcache/ticketcachetest"
+	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/idasc/idasctest"
+)
+
+// clock is a time both the fake provider and the ticket caches read, moved
+// by the test.
+type clock struct {
+	mu sync.Mutex
+	t  time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *clock) advance(d time.Duration) {
+	c.mu.Lock()
+	c.t = c.t.Add(d)
+	c.mu.Unlock()
+}
+
+// TestTicketFleetAgainstFakeProvider runs 8 simulated pods (each its own
+// Redis client and cache) x 50 goroutines signing real sync requests
+// through three refresh periods: one token and one ticket mint per period,
+// and no request is ever signed with a ticket the provider had killed.
+func TestTicketFleetAgainstFakeProvider(t *testing.T) {
+	t.Parallel()
+	db := ticketcachetest.NewDB(t)
+	clk := &clock{t: time.Now()}
+	fake := idasctest.NewServer(t, idasctest.Options{Apps: map[string]string{appID: secret}, Now: clk.Now})
+	provider := idasc.New(fake.URL)
+	const maxAge = 20 * time.Minute
+
+	var caches []*ticketcache.Cache
+	for i := 0; i < 8; i++ {
+		rdb := redis.NewClient(&redis.Options{Addr: db.Addr, DB: db.DB})
+		t.Cleanup(func() { _ = rdb.Close() })
+		c, err := ticketcache.New(rdb, ticketcache.Options{
+			MaxAge: maxAge,
+			Clock:  clk,
+			FetchToken: func(ctx context.Context, app string) (ticketcache.Credential, error) {
+				cr, err := provider.AccessToken(ctx, app, secret)
+				return ticketcache.Credential{Value: cr.Value, ExpiresIn: cr.ExpiresIn}, err
+			},
+			FetchTicket: func(ctx context.Context, app, token string) (ticketcache.Credential, error) {
+				cr, err := provider.SignTicket(ctx, app, token)
+				return ticketcache.Credential{Value: cr.Value, ExpiresIn: cr.ExpiresIn}, err
+			},
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = c.Close() })
+		caches = append(caches, c)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	var calls, rejected, failures atomic.Int64
+	for _, c := range caches {
+		for g := 0; g < 50; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					tk, err := c.Get(ctx, appID)
+					if err != nil {
+						if ctx.Err() == nil {
+							failures.Add(1)
+						}
+						continue
+					}
+					_, err = provider.Sync(ctx, idasc.SyncRequest{AppID: appID, OrderNo: "ord-fleet", Ticket: tk.Value})
+					calls.Add(1)
+					if idasc.IsRejected(err) {
+						rejected.Add(1)
+						_ = c.Reject(ctx, appID, tk.Generation)
+					}
+				}
+			}()
+		}
+	}
+	// Three refresh periods in steps of 10 s, letting requests flow at
+	// every step. A refresh takes milliseconds of real time but the clock
+	// runs about a thousand times faster, so before each step the test
+	// waits for a refresh under way to be stored: in production the lock
+	// (25 s) bounds a refresh well inside the provider's one-minute overlap.
+	const step = 10 * time.Second
+	for elapsed := time.Duration(0); elapsed < 3*maxAge+2*time.Minute; elapsed += step {
+		time.Sleep(15 * time.Millisecond)
+		waitFor(t, 10*time.Second, "the refresh under way to be stored", func() bool {
+			e, _, err := ticketcache.ReadEntry(ctx, db.Client, appID)
+			tm, tk := fake.TokenMints(appID), fake.TicketMints(appID)
+			return err == nil && tm == tk && e.Generation == int64(tk) && !e.NeedsTicket
+		})
+		clk.advance(step)
+	}
+	time.Sleep(100 * time.Millisecond)
+	cancel()
+	wg.Wait()
+
+	if n := calls.Load(); n < 1000 {
+		t.Fatalf("only %d signed requests were made: the test did not exercise the cache", n)
+	}
+	if tm, tk := fake.TokenMints(appID), fake.TicketMints(appID); tm != 4 || tk != 4 {
+		t.Errorf("token mints %d, ticket mints %d over three periods, want 4 and 4 (the first and one per period)", tm, tk)
+	}
+	if n := fake.RejectedWithDeadTicket(appID); n != 0 || rejected.Load() != 0 {
+		t.Errorf("%d requests signed with a killed ticket (%d rejected), want 0", n, rejected.Load())
+	}
+	if n := failures.Load(); n != 0 {
+		t.Errorf("%d Get calls failed", n)
+	}
+}
