@@ -172,6 +172,11 @@ func TestNotReadyThenPassed(t *testing.T) {
 	t.Parallel()
 	b := setup(t, setupOpts{scenarios: map[string]idasctest.Scenario{"ord-nr": {NotReady: 2}}})
 	b.enqueue(t, "ord-nr", "2")
+	// Between the answers of 66660011 the task waits in asynq's retry set.
+	info := b.waitTask(t, tasks.QueueResult, tasks.TaskID(appID, "ord-nr"), asynq.TaskStateRetry, wait)
+	if !strings.Contains(info.LastErr, "not_ready") {
+		t.Errorf("retried task's last error = %q, want the provider's not-ready class", info.LastErr)
+	}
 	r := b.waitFinal(t, "ord-nr", wait)
 	if r.Status != worker.StatusPassed || r.Evidence.Status != worker.EvidenceStored {
 		t.Fatalf("record = %+v", r)
