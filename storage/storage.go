@@ -104,10 +104,9 @@ type File struct {
 	SHA256      string `json:"sha256"` // hex of the decoded bytes
 }
 
-// Manifest is the auditors' record of an evidence set: the decision
-// record's fields (PII already masked by the caller), when the evidence was
-// fetched, and the files stored. Field order and names are the contract's.
-type Manifest struct {
+// Decision is the decision record's fields that a manifest repeats (PII
+// already masked by the caller). Field order and names are the contract's.
+type Decision struct {
 	AppID           string `json:"app_id"`
 	OrderNo         string `json:"order_no"`
 	Status          string `json:"status"`
@@ -122,6 +121,12 @@ type Manifest struct {
 	IDNo            string `json:"id_no"`
 	Name            string `json:"name"`
 	DecidedAt       string `json:"decided_at"`
+}
+
+// Manifest is the auditors' record of an evidence set: the decision, when
+// the evidence was fetched, and the files stored.
+type Manifest struct {
+	Decision
 	// FetchedAt is RFC 3339 UTC; PutManifest sets it when empty.
 	FetchedAt string `json:"fetched_at"`
 	Files     []File `json:"files"`

@@ -162,10 +162,7 @@ func (p FetchEvidence) Validate() error {
 // Every error wraps ErrInvalidPayload and says what is wrong.
 func ParseFetchResult(data []byte) (FetchResult, error) {
 	var p FetchResult
-	if err := json.Unmarshal(data, &p); err != nil {
-		return FetchResult{}, fmt.Errorf("%w: not a JSON object with app_id and order_no: %v", ErrInvalidPayload, err)
-	}
-	if err := p.Validate(); err != nil {
+	if err := parse(data, &p); err != nil {
 		return FetchResult{}, err
 	}
 	p.GetFile = p.GetFile.Or()
@@ -175,14 +172,18 @@ func ParseFetchResult(data []byte) (FetchResult, error) {
 // ParseFetchEvidence decodes and validates a faceid:fetch_evidence payload.
 func ParseFetchEvidence(data []byte) (FetchEvidence, error) {
 	var p FetchEvidence
-	if err := json.Unmarshal(data, &p); err != nil {
-		return FetchEvidence{}, fmt.Errorf("%w: not a JSON object with app_id and order_no: %v", ErrInvalidPayload, err)
-	}
-	if err := p.Validate(); err != nil {
+	if err := parse(data, &p); err != nil {
 		return FetchEvidence{}, err
 	}
 	p.GetFile = p.GetFile.Or()
 	return p, nil
+}
+
+func parse(data []byte, p interface{ Validate() error }) error {
+	if err := json.Unmarshal(data, p); err != nil {
+		return fmt.Errorf("%w: not a JSON object with app_id and order_no: %v", ErrInvalidPayload, err)
+	}
+	return p.Validate()
 }
 
 // TaskID is the asynq task ID of both task types for one order, so that a

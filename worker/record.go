@@ -41,23 +41,11 @@ const (
 
 // Record is the decision record: a JSON string under DecisionKey and the
 // result of the faceid:fetch_result task. id_no and name are masked before
-// a Record is built; nothing unmasked is ever stored.
+// a Record is built; nothing unmasked is ever stored. Its fields are the
+// ones a manifest repeats, then evidence.
 type Record struct {
-	AppID           string   `json:"app_id"`
-	OrderNo         string   `json:"order_no"`
-	Status          string   `json:"status"`
-	Code            string   `json:"code"`
-	Msg             string   `json:"msg"`
-	BizSeqNo        string   `json:"biz_seq_no"`
-	TransactionTime string   `json:"transaction_time"`
-	OccurredTime    string   `json:"occurred_time"`
-	LiveRate        string   `json:"live_rate"`
-	Similarity      string   `json:"similarity"`
-	IDType          string   `json:"id_type"`
-	IDNo            string   `json:"id_no"`
-	Name            string   `json:"name"`
-	DecidedAt       string   `json:"decided_at"`
-	Evidence        Evidence `json:"evidence"`
+	storage.Decision
+	Evidence Evidence `json:"evidence"`
 }
 
 // Evidence is the record's evidence part. Msg says why evidence is
@@ -107,27 +95,22 @@ func MaskName(s string) string {
 // recordFromResult builds a passed or failed record from a provider answer,
 // masking PII on the way in.
 func recordFromResult(appID, orderNo string, res *idasc.Result, status string) *Record {
-	return &Record{
+	return &Record{Decision: storage.Decision{
 		AppID: appID, OrderNo: orderNo, Status: status,
 		Code: res.Code, Msg: res.Msg,
 		BizSeqNo: res.BizSeqNo, TransactionTime: res.TransactionTime, OccurredTime: res.OccurredTime,
 		LiveRate: res.LiveRate, Similarity: res.Similarity,
 		IDType: res.IDType, IDNo: MaskIDNo(res.IDNo), Name: MaskName(res.Name),
-	}
+	}}
 }
 
 func errorRecord(appID, orderNo, code, msg string) *Record {
-	return &Record{AppID: appID, OrderNo: orderNo, Status: StatusError, Code: code, Msg: msg}
+	return &Record{Decision: storage.Decision{AppID: appID, OrderNo: orderNo, Status: StatusError, Code: code, Msg: msg}}
 }
 
 // manifest returns the manifest for the record's evidence files.
 func (r *Record) manifest(files []storage.File, fetchedAt time.Time) *storage.Manifest {
-	return &storage.Manifest{
-		AppID: r.AppID, OrderNo: r.OrderNo, Status: r.Status, Code: r.Code, Msg: r.Msg,
-		BizSeqNo: r.BizSeqNo, TransactionTime: r.TransactionTime, OccurredTime: r.OccurredTime,
-		LiveRate: r.LiveRate, Similarity: r.Similarity, IDType: r.IDType, IDNo: r.IDNo, Name: r.Name,
-		DecidedAt: r.DecidedAt, FetchedAt: fetchedAt.UTC().Format(time.RFC3339), Files: files,
-	}
+	return &storage.Manifest{Decision: r.Decision, FetchedAt: fetchedAt.UTC().Format(time.RFC3339), Files: files}
 }
 
 // store keeps decision records and the worker's per-order bookkeeping.

@@ -92,12 +92,12 @@ func TestFirstDecisionWins(t *testing.T) {
 	mr := miniredis.RunT(t)
 	s := &store{rdb: redis.NewClient(&redis.Options{Addr: mr.Addr()}), ttl: time.Hour}
 	ctx := context.Background()
-	first := &Record{AppID: "A", OrderNo: "O", Status: StatusPassed, Code: "0", Evidence: Evidence{Status: EvidencePending}}
+	first := &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusPassed, Code: "0"}, Evidence: Evidence{Status: EvidencePending}}
 	got, created, err := s.create(ctx, first)
 	if err != nil || !created || got.Status != StatusPassed {
 		t.Fatalf("create(first) = %+v, %v, %v", got, created, err)
 	}
-	second := &Record{AppID: "A", OrderNo: "O", Status: StatusError, Code: CodeRetriesExhausted}
+	second := &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusError, Code: CodeRetriesExhausted}}
 	got, created, err = s.create(ctx, second)
 	if err != nil || created || got.Status != StatusPassed {
 		t.Fatalf("create(second) = %+v, %v, %v, want the first record kept", got, created, err)
@@ -114,7 +114,7 @@ func TestUpdateEvidenceNoLostUpdate(t *testing.T) {
 	db := ticketcachetest.NewDB(t)
 	s := &store{rdb: db.Client, ttl: time.Hour}
 	ctx := context.Background()
-	if _, _, err := s.create(ctx, &Record{AppID: "A", OrderNo: "O", Status: StatusPassed, Evidence: Evidence{Status: EvidencePending}}); err != nil {
+	if _, _, err := s.create(ctx, &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusPassed}, Evidence: Evidence{Status: EvidencePending}}); err != nil {
 		t.Fatal(err)
 	}
 	const n = 16

@@ -207,16 +207,24 @@ func opsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, sink storag
 	return mux
 }
 
-// orderFlags are the --app-id and --order-no flags of status and verify.
+// orderFlags are the --app-id and --order-no flags.
 func orderFlags(fs *flag.FlagSet) (appID, orderNo *string) {
 	return fs.String("app-id", "", "app id"), fs.String("order-no", "", "order number")
 }
 
-func checkOrder(appID, orderNo string) error {
-	if !tasks.ValidID(appID) || !tasks.ValidID(orderNo) {
-		return usageErr("--app-id and --order-no are required: 1 to 32 characters of A-Z a-z 0-9 _ -")
+// orderCommand parses the flags of a command about one order (status,
+// verify) and loads the configuration.
+func (m *Main) orderCommand(name string, args []string) (appID, orderNo string, c *Config, err error) {
+	fs := m.flags(name)
+	a, o := orderFlags(fs)
+	if err := m.parse(fs, args); err != nil {
+		return "", "", nil, err
 	}
-	return nil
+	if !tasks.ValidID(*a) || !tasks.ValidID(*o) {
+		return "", "", nil, usageErr("--app-id and --order-no are required: 1 to 32 characters of A-Z a-z 0-9 _ -")
+	}
+	c, err = m.config()
+	return *a, *o, c, err
 }
 
 // runEnqueue enqueues one order, or one per line of --file.
@@ -326,15 +334,7 @@ func (m *Main) readOrders(path string) ([]tasks.FetchResult, int, error) {
 
 // runStatus prints an order's decision record.
 func (m *Main) runStatus(ctx context.Context, args []string) error {
-	fs := m.flags("status")
-	appID, orderNo := orderFlags(fs)
-	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOrder(*appID, *orderNo); err != nil {
-		return err
-	}
-	c, err := m.config()
+	appID, orderNo, c, err := m.orderCommand("status", args)
 	if err != nil {
 		return err
 	}
@@ -345,9 +345,9 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b, err := rdb.Get(ctx, worker.DecisionKey(*appID, *orderNo)).Bytes()
+	b, err := rdb.Get(ctx, worker.DecisionKey(appID, orderNo)).Bytes()
 	if errors.Is(err, redis.Nil) {
-		return noErr("no decision record for %s:%s", *appID, *orderNo)
+		return noErr("no decision record for %s:%s", appID, orderNo)
 	}
 	if err != nil {
 		return infraErr(fmt.Errorf("redis unreachable (FACESYNC_REDIS_URL): %v", err))
@@ -364,15 +364,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 // runVerify re-reads an order's stored evidence and checks it against the
 // manifest.
 func (m *Main) runVerify(ctx context.Context, args []string) error {
-	fs := m.flags("verify")
-	appID, orderNo := orderFlags(fs)
-	if err := m.parse(fs, args); err != nil {
-		return err
-	}
-	if err := checkOrder(*appID, *orderNo); err != nil {
-		return err
-	}
-	c, err := m.config()
+	appID, orderNo, c, err := m.orderCommand("verify", args)
 	if err != nil {
 		return err
 	}
@@ -380,7 +372,7 @@ func (m *Main) runVerify(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	return m.verify(ctx, sink, *appID, *orderNo)
+	return m.verify(ctx, sink, appID, orderNo)
 }
 
 func (m *Main) verify(ctx context.Context, sink storage.Sink, appID, orderNo string) error {

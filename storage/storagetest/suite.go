@@ -378,10 +378,13 @@ func (s suite) ping(t *testing.T) {
 
 func manifestFor(files ...storage.File) *storage.Manifest {
 	return &storage.Manifest{
-		AppID: appID, OrderNo: orderNo, Status: "passed", Code: "0", Msg: "请求成功",
-		BizSeqNo: "22081020001184433106", TransactionTime: "20180810150342", OccurredTime: "20180810150152",
-		LiveRate: "100", Similarity: "95.0", IDType: "01", IDNo: "110***********1234", Name: "张*",
-		DecidedAt: "2026-11-28T01:02:03Z", Files: files,
+		Decision: storage.Decision{
+			AppID: appID, OrderNo: orderNo, Status: "passed", Code: "0", Msg: "请求成功",
+			BizSeqNo: "22081020001184433106", TransactionTime: "20180810150342", OccurredTime: "20180810150152",
+			LiveRate: "100", Similarity: "95.0", IDType: "01", IDNo: "110***********1234", Name: "张*",
+			DecidedAt: "2026-11-28T01:02:03Z",
+		},
+		Files: files,
 	}
 }
 
