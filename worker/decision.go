@@ -2,7 +2,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -10,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
 
+	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/idasc"
 )
@@ -37,20 +37,10 @@ func (w *Worker) HandleFetchResult(ctx context.Context, t *asynq.Task) error {
 	return err
 }
 
+// decide takes and records the decision. A duplicate of a decided order
+// repeats the cheap decision call (the contract allows it) instead of
+// reading the record first: recording finds the first decision and keeps it.
 func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult, log *zap.Logger) (string, error) {
-	cur, err := w.store.get(ctx, p.AppID, p.OrderNo)
-	if err != nil {
-		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
-	}
-	if cur != nil {
-		// The first final decision wins; a duplicate only makes sure the
-		// evidence task exists while evidence is pending.
-		writeResult(t, cur, log)
-		if err := w.ensureEvidenceTask(ctx, p, cur, decidedAt(cur, w.now())); err != nil {
-			return "retry", retry(retryTransient, err)
-		}
-		return "duplicate", nil
-	}
 	if !w.apps[p.AppID] {
 		rec := errorRecord(p.AppID, p.OrderNo, CodeUnknownApp, "app "+p.AppID+" is not configured on this worker (FACESYNC_APPS)")
 		if _, err := w.record(ctx, t, p, rec, log); err != nil {
@@ -89,7 +79,7 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 		if rerr := w.tickets.Reject(ctx, p.AppID, tk.Generation); rerr != nil {
 			log.Warn("could not report the refused ticket", zap.Int64("generation", tk.Generation), zap.Error(rerr))
 		}
-		n, rerr := w.store.addRejected(ctx, p.AppID, p.OrderNo, tk.Generation)
+		n, rerr := w.store.addRejected(ctx, rejectedKey(p.AppID, p.OrderNo), tk.Generation)
 		if rerr != nil {
 			return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, rerr), log)
 		}
@@ -104,11 +94,7 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 	default:
 		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
 	}
-	stored, err := w.record(ctx, t, p, rec, log)
-	if err != nil {
-		return "retry", err
-	}
-	return stored.Status, nil
+	return w.record(ctx, t, p, rec, log)
 }
 
 // retryOrGiveUp returns err for asynq to retry, unless this is the last
@@ -120,49 +106,51 @@ func (w *Worker) retryOrGiveUp(ctx context.Context, t *asynq.Task, p tasks.Fetch
 	}
 	rec := errorRecord(p.AppID, p.OrderNo, CodeRetriesExhausted,
 		"the task's retry budget ran out before a decision could be obtained; last error: "+err.Error())
-	stored, rerr := w.record(ctx, t, p, rec, log)
+	outcome, rerr := w.record(ctx, t, p, rec, log)
 	if rerr != nil {
 		return "retry", errors.Join(err, rerr)
 	}
-	return stored.Status, nil
+	return outcome, nil
 }
 
-// record writes a final decision (unless one exists), publishes it as the
-// task's result and enqueues the evidence task it calls for.
-func (w *Worker) record(ctx context.Context, t *asynq.Task, p tasks.FetchResult, rec *Record, log *zap.Logger) (*Record, error) {
+// record writes a final decision unless the order has one (the first
+// wins), publishes the stored record as the task's result and makes sure
+// the evidence task it calls for exists. It returns the outcome: the new
+// record's status, or "duplicate".
+func (w *Worker) record(ctx context.Context, t *asynq.Task, p tasks.FetchResult, rec *Record, log *zap.Logger) (string, error) {
 	now := w.now()
 	rec.DecidedAt = now.UTC().Format(time.RFC3339)
-	rec.Evidence = Evidence{Status: EvidenceSkipped}
-	if rec.Status != StatusError && p.GetFile.Or() != tasks.GetFileNone {
+	rec.Evidence = Evidence{Status: EvidenceSkipped, Files: []storage.File{}}
+	getFile := p.GetFile.Or()
+	if rec.Status != StatusError && getFile != tasks.GetFileNone {
 		rec.Evidence.Status = EvidencePending
 	}
-	stored, created, err := w.store.create(ctx, rec)
+	c, err := w.store.create(ctx, rec, string(getFile))
 	if err != nil {
-		return nil, retry(retryTransient, err)
+		return "retry", retry(retryTransient, err)
 	}
-	if created {
-		log.Info("decision recorded", zap.String("status", stored.Status), zap.String("code", stored.Code))
+	writeResult(t, c.raw, log)
+	outcome, decided := c.rec.Status, now
+	if !c.created {
+		outcome, decided = "duplicate", decidedAt(c.rec, now)
+		if c.getFile != "" {
+			getFile = tasks.GetFile(c.getFile) // the first order's wish, not the duplicate's
+		}
 	}
-	writeResult(t, stored, log)
-	when := now
-	if !created {
-		when = decidedAt(stored, now)
+	if err := w.ensureEvidenceTask(ctx, c.rec, getFile, decided); err != nil {
+		return "retry", retry(retryTransient, err)
 	}
-	if err := w.ensureEvidenceTask(ctx, p, stored, when); err != nil {
-		return nil, retry(retryTransient, err)
-	}
-	return stored, nil
+	return outcome, nil
 }
 
 // ensureEvidenceTask enqueues the evidence task while evidence is pending;
 // one already queued counts as success. The delay counts from the
-// decision, so the fetch never runs earlier than the evidence
-// delay after it, and a late duplicate does not push it back.
-func (w *Worker) ensureEvidenceTask(ctx context.Context, p tasks.FetchResult, rec *Record, decided time.Time) error {
+// decision, so the fetch never runs earlier than the evidence delay after
+// it, and a late duplicate does not push it back.
+func (w *Worker) ensureEvidenceTask(ctx context.Context, rec *Record, getFile tasks.GetFile, decided time.Time) error {
 	if rec.Evidence.Status != EvidencePending {
 		return nil
 	}
-	getFile := p.GetFile.Or()
 	if getFile == tasks.GetFileNone {
 		getFile = tasks.GetFileBoth // a duplicate asking for less cannot cancel what the first asked for
 	}
@@ -201,5 +189,3 @@ func errorStatus(err error) string {
 	}
 	return "an HTTP 4xx error"
 }
-
-func jsonRecord(r *Record) ([]byte, error) { return json.Marshal(r) }

@@ -63,8 +63,10 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 	if rec == nil {
 		return "no_record", fmt.Errorf("order %s:%s has no decision record (expired or never written): %w", p.AppID, p.OrderNo, asynq.SkipRetry)
 	}
-	if rec.Evidence.Status == EvidenceStored {
-		writeResult(t, rec, log)
+	if rec.Evidence.Status != EvidencePending {
+		// Finished (or never asked for): asynq delivers at least once, and
+		// a finished order is not fetched again.
+		writeRecord(t, rec, log)
 		return "duplicate", nil
 	}
 	// A stored manifest means the evidence is done, even if the record
@@ -76,7 +78,9 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 	case !errors.Is(err, storage.ErrNotFound):
 		return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, fmt.Errorf("read manifest: %w", err)), log)
 	}
-	w.m.decisionAge.Observe(w.now().Sub(p.DecidedAt).Seconds())
+	if n, _ := asynq.GetRetryCount(ctx); n == 0 {
+		w.m.decisionAge.Observe(w.now().Sub(p.DecidedAt).Seconds())
+	}
 
 	have, err := w.store.storedFiles(ctx, p.AppID, p.OrderNo)
 	if err != nil {
@@ -84,7 +88,7 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 	}
 	missing := missingKinds(p.GetFile, have)
 	if len(missing) > 0 {
-		perr := w.download(ctx, p, missing, have, log)
+		gen, perr := w.download(ctx, p, missing, have, log)
 		if perr != nil {
 			// ClassInvalid comes first: an oversize file is met by the
 			// storage upload reading it, and is final all the same.
@@ -94,6 +98,16 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 			case class == idasc.ClassNotReady:
 				// Treated like missing files below.
 			case class == idasc.ClassRejected:
+				// As for decisions: three fresh tickets refused and the
+				// order is given up, rather than minting a token a second.
+				n, rerr := w.store.addRejected(ctx, evidenceRejectedKey(p.AppID, p.OrderNo), gen)
+				if rerr != nil {
+					return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, rerr), log)
+				}
+				if n >= maxRejectedTickets {
+					msg := fmt.Sprintf("the provider refused the evidence request (code %s) with %d fresh tickets", idasc.CodeRejected, n)
+					return w.finishEvidence(ctx, t, p, rec, have, EvidenceFailed, msg, log)
+				}
 				return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryRejected, perr), log)
 			case class == idasc.ClassHTTP4xx:
 				return w.finishEvidence(ctx, t, p, rec, have, EvidenceFailed, "the provider answered "+errorStatus(perr), log)
@@ -126,11 +140,12 @@ func missingKinds(g tasks.GetFile, have map[string]storage.File) []string {
 
 // download makes one sync call with get_file for the missing kinds and
 // streams each file into storage while it is read. Stored files are added
-// to have and remembered in Redis at once.
-func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []string, have map[string]storage.File, log *zap.Logger) error {
+// to have and remembered in Redis at once. It returns the ticket
+// generation it signed with.
+func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []string, have map[string]storage.File, log *zap.Logger) (int64, error) {
 	tk, err := w.tickets.Get(ctx, p.AppID)
 	if err != nil {
-		return fmt.Errorf("sign ticket: %w", err)
+		return 0, fmt.Errorf("sign ticket: %w", err)
 	}
 	want := make(map[string]bool, len(missing))
 	for _, k := range missing {
@@ -163,13 +178,13 @@ func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []
 	switch class {
 	case idasc.ClassNone, idasc.ClassFailed:
 		// A definitive non-zero code still carries evidence: auditors need both.
-		return nil
+		return tk.Generation, nil
 	case idasc.ClassRejected:
 		if rerr := w.tickets.Reject(ctx, p.AppID, tk.Generation); rerr != nil {
 			log.Warn("could not report the refused ticket", zap.Int64("generation", tk.Generation), zap.Error(rerr))
 		}
 	}
-	return err
+	return tk.Generation, err
 }
 
 // evidenceRetryOrGiveUp retries, unless the retry budget is spent: then the
@@ -213,7 +228,7 @@ func (w *Worker) finishEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetc
 	if err != nil {
 		return "retry", retry(retryTransient, err)
 	}
-	writeResult(t, stored, log)
+	writeRecord(t, stored, log)
 	log.Info("evidence finished", zap.String("evidence", status), zap.Int("files", len(ev.Files)), zap.String("reason", msg))
 	return "evidence_" + status, nil
 }
@@ -234,8 +249,8 @@ func (w *Worker) adoptManifest(ctx context.Context, t *asynq.Task, p tasks.Fetch
 		ev.Msg = fmt.Sprintf("the manifest lists no %v", missing)
 	}
 	stored, err := w.store.updateEvidence(ctx, p.AppID, p.OrderNo, func(e *Evidence) bool {
-		if e.Status == ev.Status && e.ManifestKey == ev.ManifestKey && len(e.Files) == len(ev.Files) {
-			return false
+		if e.Status != EvidencePending {
+			return false // already finished, with its own reason
 		}
 		*e = ev
 		return true
@@ -243,7 +258,7 @@ func (w *Worker) adoptManifest(ctx context.Context, t *asynq.Task, p tasks.Fetch
 	if err != nil {
 		return "retry", retry(retryTransient, err)
 	}
-	writeResult(t, stored, log)
+	writeRecord(t, stored, log)
 	return "evidence_" + ev.Status, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 )
@@ -103,14 +105,22 @@ func TestPassedWithEvidence(t *testing.T) {
 	if got := b.fake.TokenMints(appID); got != 1 {
 		t.Errorf("token mints = %d, want 1", got)
 	}
+	entry, ok, err := ticketcache.ReadEntry(context.Background(), b.db.Client, appID)
+	if err != nil || !ok {
+		t.Fatalf("ticket entry: %v %v", ok, err)
+	}
+	b.checkLogs(t, secret, entry.AccessToken, entry.Ticket, "110101199003071234", "张三")
+}
+
+// checkLogs fails if any log line, message or field, holds a forbidden
+// value.
+func (b *bundle) checkLogs(t *testing.T, forbidden ...string) {
+	t.Helper()
 	for _, e := range b.logs.All() {
-		line := e.Message
-		for _, f := range e.Context {
-			line += " " + f.String
-		}
-		for _, bad := range []string{secret, "110101199003071234", "张三"} {
-			if strings.Contains(line, bad) {
-				t.Errorf("log line %q contains %q", line, bad)
+		line := e.Message + " " + fmt.Sprint(e.ContextMap())
+		for _, bad := range forbidden {
+			if bad != "" && strings.Contains(line, bad) {
+				t.Errorf("a log line holds a secret value (%d characters): %q", len(bad), e.Message)
 			}
 		}
 	}

@@ -65,7 +65,11 @@ func DecisionKey(appID, orderNo string) string {
 // The worker's bookkeeping keys, all per order and all expiring.
 func sinceKey(appID, orderNo string) string    { return "facesync:since:" + appID + ":" + orderNo }
 func rejectedKey(appID, orderNo string) string { return "facesync:rejected:" + appID + ":" + orderNo }
-func filesKey(appID, orderNo string) string    { return "facesync:files:" + appID + ":" + orderNo }
+func evidenceRejectedKey(appID, orderNo string) string {
+	return "facesync:rejected_evidence:" + appID + ":" + orderNo
+}
+func getFileKey(appID, orderNo string) string { return "facesync:get_file:" + appID + ":" + orderNo }
+func filesKey(appID, orderNo string) string   { return "facesync:files:" + appID + ":" + orderNo }
 
 // MaskIDNo masks an id number: 12 characters or more keep the first 3 and
 // last 4, shorter ones only the last 2.
@@ -135,31 +139,55 @@ func (s *store) get(ctx context.Context, appID, orderNo string) (*Record, error)
 	return &r, nil
 }
 
+// createScript writes the record and the order's get_file unless a record
+// exists, and returns {created, the stored record, its get_file}.
+var createScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then return {0, cur, redis.call('GET', KEYS[2]) or ''} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' then redis.call('SET', KEYS[2], ARGV[3], 'PX', ARGV[2]) end
+return {1, ARGV[1], ARGV[3]}`)
+
+// created is what create found or wrote.
+type created struct {
+	rec     *Record
+	raw     []byte // rec as stored
+	created bool
+	getFile string // get_file of the order that wrote the record ("" when unknown)
+}
+
 // create writes rec unless the order already has a record: the first final
-// decision wins. It returns the record that is stored now.
-func (s *store) create(ctx context.Context, rec *Record) (*Record, bool, error) {
-	if rec.Evidence.Files == nil {
-		rec.Evidence.Files = []storage.File{}
-	}
+// decision wins. getFile is remembered while evidence is pending, so a
+// duplicate re-enqueueing the evidence task asks for what the first order
+// did.
+func (s *store) create(ctx context.Context, rec *Record, getFile string) (*created, error) {
 	b, err := json.Marshal(rec)
 	if err != nil {
-		return nil, false, fmt.Errorf("encode decision record: %w", err)
+		return nil, fmt.Errorf("encode decision record: %w", err)
 	}
-	ok, err := s.rdb.SetNX(ctx, DecisionKey(rec.AppID, rec.OrderNo), b, s.ttl).Result()
+	if rec.Evidence.Status != EvidencePending {
+		getFile = ""
+	}
+	key := DecisionKey(rec.AppID, rec.OrderNo)
+	v, err := createScript.Run(ctx, s.rdb, []string{key, getFileKey(rec.AppID, rec.OrderNo)}, b, s.ttl.Milliseconds(), getFile).Slice()
 	if err != nil {
-		return nil, false, fmt.Errorf("write decision record: %w", err)
+		return nil, fmt.Errorf("write decision record: %w", err)
 	}
-	if ok {
-		return rec, true, nil
+	if len(v) != 3 {
+		return nil, fmt.Errorf("write decision record: unexpected answer %d items", len(v))
 	}
-	cur, err := s.get(ctx, rec.AppID, rec.OrderNo)
-	if err != nil {
-		return nil, false, err
+	n, _ := v[0].(int64)
+	raw, _ := v[1].(string)
+	gf, _ := v[2].(string)
+	c := &created{rec: rec, raw: []byte(raw), created: n == 1, getFile: gf}
+	if !c.created {
+		var cur Record
+		if err := json.Unmarshal(c.raw, &cur); err != nil {
+			return nil, fmt.Errorf("decode decision record %s: %w", key, err)
+		}
+		c.rec = &cur
 	}
-	if cur == nil { // expired between the two calls: try once more
-		return s.create(ctx, rec)
-	}
-	return cur, false, nil
+	return c, nil
 }
 
 // errNoRecord reports an update of a record that does not exist.
@@ -213,15 +241,18 @@ func (s *store) updateEvidence(ctx context.Context, appID, orderNo string, fn fu
 	return nil, fmt.Errorf("update evidence of %s: too much contention", key)
 }
 
+// sinceScript starts the result-wait clock unless it runs and returns its
+// start; a script rather than SET NX GET, which needs Redis 7.
+var sinceScript = redis.NewScript(`
+local v = redis.call('GET', KEYS[1])
+if v then return v end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+return ARGV[1]`)
+
 // since returns when the order was first seen without a result, starting
 // the clock now if it was not running.
 func (s *store) since(ctx context.Context, appID, orderNo string, now time.Time, ttl time.Duration) (time.Time, error) {
-	key := sinceKey(appID, orderNo)
-	v := strconv.FormatInt(now.UnixMilli(), 10)
-	got, err := s.rdb.SetArgs(ctx, key, v, redis.SetArgs{Mode: "NX", Get: true, TTL: ttl}).Result()
-	if errors.Is(err, redis.Nil) {
-		return now, nil
-	}
+	got, err := sinceScript.Run(ctx, s.rdb, []string{sinceKey(appID, orderNo)}, now.UnixMilli(), ttl.Milliseconds()).Text()
 	if err != nil {
 		return time.Time{}, fmt.Errorf("read result wait clock: %w", err)
 	}
@@ -232,10 +263,10 @@ func (s *store) since(ctx context.Context, appID, orderNo string, now time.Time,
 	return time.UnixMilli(ms), nil
 }
 
-// addRejected notes that the provider refused the order's request signed
-// with generation gen and returns how many distinct generations it refused.
-func (s *store) addRejected(ctx context.Context, appID, orderNo string, gen int64) (int64, error) {
-	key := rejectedKey(appID, orderNo)
+// addRejected notes under key (rejectedKey or evidenceRejectedKey) that the
+// provider refused a request signed with generation gen, and returns how
+// many distinct generations it refused.
+func (s *store) addRejected(ctx context.Context, key string, gen int64) (int64, error) {
 	p := s.rdb.TxPipeline()
 	p.SAdd(ctx, key, gen)
 	p.Expire(ctx, key, time.Hour)

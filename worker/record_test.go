@@ -2,8 +2,10 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -69,7 +71,8 @@ func TestRetryDelay(t *testing.T) {
 	}{
 		{"lease expired", 5, asynq.ErrLeaseExpired, promptDelay, promptDelay},
 		{"shutdown", 5, fmt.Errorf("x: %w", context.Canceled), promptDelay, promptDelay},
-		{"rejected", 9, retry(retryRejected, errors.New("400101")), rejectedDelay, rejectedDelay},
+		{"rejected first", 0, retry(retryRejected, errors.New("400101")), rejectedDelay / 2, rejectedDelay},
+		{"rejected capped", 20, retry(retryRejected, errors.New("400101")), notReadyCap / 2, notReadyCap},
 		{"not ready first", 0, retry(retryNotReady, errors.New("x")), notReadyBase / 2, notReadyBase},
 		{"not ready capped", 20, retry(retryNotReady, errors.New("x")), notReadyCap / 2, notReadyCap},
 		{"transient third", 3, retry(retryTransient, errors.New("x")), 4 * time.Second, 8 * time.Second},
@@ -93,14 +96,18 @@ func TestFirstDecisionWins(t *testing.T) {
 	s := &store{rdb: redis.NewClient(&redis.Options{Addr: mr.Addr()}), ttl: time.Hour}
 	ctx := context.Background()
 	first := &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusPassed, Code: "0"}, Evidence: Evidence{Status: EvidencePending}}
-	got, created, err := s.create(ctx, first)
-	if err != nil || !created || got.Status != StatusPassed {
-		t.Fatalf("create(first) = %+v, %v, %v", got, created, err)
+	c, err := s.create(ctx, first, "2")
+	if err != nil || !c.created || c.rec.Status != StatusPassed || c.getFile != "2" {
+		t.Fatalf("create(first) = %+v, %v", c, err)
 	}
 	second := &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusError, Code: CodeRetriesExhausted}}
-	got, created, err = s.create(ctx, second)
-	if err != nil || created || got.Status != StatusPassed {
-		t.Fatalf("create(second) = %+v, %v, %v, want the first record kept", got, created, err)
+	c, err = s.create(ctx, second, "1")
+	if err != nil || c.created || c.rec.Status != StatusPassed || c.getFile != "2" {
+		t.Fatalf("create(second) = %+v, %v, want the first record and its get_file kept", c, err)
+	}
+	var stored Record
+	if err := json.Unmarshal(c.raw, &stored); err != nil || stored.Status != StatusPassed {
+		t.Errorf("raw record %s (%v), want the first one", c.raw, err)
 	}
 	if ttl := mr.TTL(DecisionKey("A", "O")); ttl != time.Hour {
 		t.Errorf("record TTL = %v, want 1h", ttl)
@@ -114,7 +121,7 @@ func TestUpdateEvidenceNoLostUpdate(t *testing.T) {
 	db := ticketcachetest.NewDB(t)
 	s := &store{rdb: db.Client, ttl: time.Hour}
 	ctx := context.Background()
-	if _, _, err := s.create(ctx, &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusPassed}, Evidence: Evidence{Status: EvidencePending}}); err != nil {
+	if _, err := s.create(ctx, &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusPassed}, Evidence: Evidence{Status: EvidencePending}}, "1"); err != nil {
 		t.Fatal(err)
 	}
 	const n = 16
@@ -167,5 +174,37 @@ func TestConfigRefusesShortEvidenceDelay(t *testing.T) {
 	c := Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, EvidenceDelay: 500 * time.Millisecond}
 	if err := c.setDefaults(); err == nil {
 		t.Fatalf("setDefaults accepted an evidence delay of 500ms")
+	}
+}
+
+// TestRecordJSONFrozen guards the stored contract: partners and auditors
+// read these names (CONTRACT.md sections 4 and 6).
+func TestRecordJSONFrozen(t *testing.T) {
+	t.Parallel()
+	f := storage.File{Kind: "photo", Key: "evidence/A/O/photo.jpg", ContentType: "image/jpeg", Size: 3, SHA256: "ab"}
+	r := &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: "passed", Code: "0", Msg: "m",
+		BizSeqNo: "b", TransactionTime: "t", OccurredTime: "o", LiveRate: "100", Similarity: "95.0",
+		IDType: "01", IDNo: "110***********1234", Name: "张*", DecidedAt: "2026-11-28T01:02:03Z"},
+		Evidence: Evidence{Status: "stored", ManifestKey: "evidence/A/O/manifest.json", Files: []storage.File{f}}}
+	got, err := json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{"app_id":"A","order_no":"O","status":"passed","code":"0","msg":"m","biz_seq_no":"b",` +
+		`"transaction_time":"t","occurred_time":"o","live_rate":"100","similarity":"95.0","id_type":"01",` +
+		`"id_no":"110***********1234","name":"张*","decided_at":"2026-11-28T01:02:03Z",` +
+		`"evidence":{"status":"stored","manifest_key":"evidence/A/O/manifest.json","files":[` +
+		`{"kind":"photo","key":"evidence/A/O/photo.jpg","content_type":"image/jpeg","size":3,"sha256":"ab"}]}}`
+	if string(got) != want {
+		t.Errorf("record JSON =\n%s\nwant\n%s", got, want)
+	}
+	m, err := json.Marshal(r.manifest([]storage.File{f}, time.Date(2026, 11, 28, 1, 2, 4, 0, time.UTC)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantM := want[:strings.Index(want, `,"evidence"`)] + `,"fetched_at":"2026-11-28T01:02:04Z","files":[` +
+		`{"kind":"photo","key":"evidence/A/O/photo.jpg","content_type":"image/jpeg","size":3,"sha256":"ab"}]}`
+	if string(m) != wantM {
+		t.Errorf("manifest JSON =\n%s\nwant\n%s", m, wantM)
 	}
 }

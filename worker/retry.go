@@ -49,7 +49,9 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	case errors.Is(err, asynq.ErrLeaseExpired), errors.Is(err, context.Canceled):
 		return promptDelay
 	case errors.As(err, &re) && re.kind == retryRejected:
-		return rejectedDelay
+		// Soon: the fleet replaces a refused ticket at once. Backing off
+		// still, for a partner's refresher (external tickets) that is slow.
+		return backoff(n, rejectedDelay, notReadyCap)
 	case errors.As(err, &re) && re.kind == retryNotReady:
 		return backoff(n, notReadyBase, notReadyCap)
 	}

@@ -5,6 +5,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -119,11 +120,13 @@ type Worker struct {
 	m        *metrics
 	now      func() time.Time
 
-	// base is the context every handler runs under; Shutdown cancels it
-	// once the shutdown timeout has passed.
-	base       context.Context
-	cancelBase context.CancelFunc
-	inflight   sync.WaitGroup
+	// base is the context every handler runs under (asynq's BaseContext
+	// asks for a context, not a way to make one); Shutdown cancels it once
+	// the shutdown timeout has passed.
+	base         context.Context
+	cancelBase   context.CancelFunc
+	inflight     sync.WaitGroup
+	shutdownOnce sync.Once
 
 	decisions *asynq.Server
 	evidence  *asynq.Server
@@ -218,8 +221,13 @@ func (w *Worker) Start() error {
 }
 
 // Shutdown stops taking tasks, lets in-flight ones finish for the shutdown
-// timeout, then cancels the rest, which asynq puts back as retries.
+// timeout, then cancels the rest, which asynq puts back as retries. It is
+// safe to call more than once, and on a worker that never started.
 func (w *Worker) Shutdown() {
+	w.shutdownOnce.Do(w.shutdown)
+}
+
+func (w *Worker) shutdown() {
 	if w.decisions != nil {
 		w.decisions.Stop()
 		w.evidence.Stop()
@@ -238,16 +246,9 @@ func (w *Worker) Shutdown() {
 	_ = w.client.Close()
 }
 
-func (w *Worker) handleError(ctx context.Context, t *asynq.Task, err error) {
+// handleError counts failed attempts; finish has logged them already.
+func (w *Worker) handleError(_ context.Context, t *asynq.Task, _ error) {
 	w.m.taskErrors.WithLabelValues(t.Type()).Inc()
-	var re *retryError
-	lvl := zap.WarnLevel
-	if errors.As(err, &re) && re.kind == retryNotReady {
-		lvl = zap.DebugLevel // waiting is normal
-	}
-	id, _ := asynq.GetTaskID(ctx)
-	n, _ := asynq.GetRetryCount(ctx)
-	w.log.Check(lvl, "task attempt failed").Write(zap.String("type", t.Type()), zap.String("task_id", id), zap.Int("attempt", n+1), zap.Error(err))
 }
 
 // asynqLogger routes asynq's own logs through zap.
@@ -273,22 +274,35 @@ func (w *Worker) finish(log *zap.Logger, t *asynq.Task, start time.Time, outcome
 	w.m.tasks.WithLabelValues(t.Type(), outcome).Inc()
 	w.m.taskDuration.WithLabelValues(t.Type()).Observe(d.Seconds())
 	fields := []zap.Field{zap.String("outcome", outcome), zap.Duration("duration", d)}
+	lvl := zap.InfoLevel
 	if err != nil {
 		fields = append(fields, zap.Error(err))
+		var re *retryError
+		if errors.As(err, &re) && re.kind == retryNotReady {
+			lvl = zap.DebugLevel // waiting for the provider is normal
+		} else {
+			lvl = zap.WarnLevel
+		}
 	}
-	log.Info("task attempt done", fields...)
+	log.Check(lvl, "task attempt done").Write(fields...)
 }
 
-// writeResult stores rec as the task's asynq result.
-func writeResult(t *asynq.Task, rec *Record, log *zap.Logger) {
+// writeResult stores a record's JSON as the task's asynq result.
+func writeResult(t *asynq.Task, raw []byte, log *zap.Logger) {
 	if t.ResultWriter() == nil {
 		return
 	}
-	b, err := jsonRecord(rec)
-	if err == nil {
-		_, err = t.ResultWriter().Write(b)
-	}
-	if err != nil {
+	if _, err := t.ResultWriter().Write(raw); err != nil {
 		log.Warn("could not write task result", zap.Error(err))
 	}
+}
+
+// writeRecord encodes rec and stores it as the task's asynq result.
+func writeRecord(t *asynq.Task, rec *Record, log *zap.Logger) {
+	raw, err := json.Marshal(rec)
+	if err != nil {
+		log.Warn("could not encode task result", zap.Error(err))
+		return
+	}
+	writeResult(t, raw, log)
 }

@@ -84,9 +84,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	if err := pingRedis(ctx, rdb); err != nil {
 		return infraErr(err)
 	}
-	redis.SetLogger(redisLogger{log.Named("redis").Sugar()})
-	// The S3 transfer manager writes to the standard logger.
-	defer zap.RedirectStdLog(log.Named("stdlog"))()
+	routeLibraryLogs(log)
 	if sink == nil {
 		s3sink, err := newSink(ctx, c)
 		if err != nil {
@@ -131,6 +129,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	if err != nil {
 		return usageErr("%v", err)
 	}
+	defer w.Shutdown()
 
 	ln, err := net.Listen("tcp", c.HTTPAddr)
 	if err != nil {
@@ -146,8 +145,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	m.mu.Lock()
 	m.httpAddr = ln.Addr().String()
 	m.mu.Unlock()
-	m.Ready()
-	close(m.ready)
+	m.markReady()
 	log.Info("worker started", zap.String("http_addr", ln.Addr().String()), zap.Int("apps", len(apps)),
 		zap.Int("concurrency", c.Concurrency), zap.Int("evidence_concurrency", c.EvidenceConcurrency),
 		zap.String("ticket_source", c.TicketSource))

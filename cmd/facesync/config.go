@@ -76,19 +76,19 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		Concurrency:         r.integer("FACESYNC_CONCURRENCY", 50, 1),
 		EvidenceConcurrency: r.integer("FACESYNC_EVIDENCE_CONCURRENCY", 4, 1),
 		EvidenceDelay:       r.duration("FACESYNC_EVIDENCE_DELAY", time.Second, time.Second),
-		ShutdownTimeout:     r.duration("FACESYNC_SHUTDOWN_TIMEOUT", 25*time.Second, 0),
+		ShutdownTimeout:     r.duration("FACESYNC_SHUTDOWN_TIMEOUT", 25*time.Second, time.Second),
 		HTTPAddr:            r.str("FACESYNC_HTTP_ADDR", ":9090"),
 		LogFormat:           r.oneOf("FACESYNC_LOG_FORMAT", "json", "json", "console"),
 		LogLevel:            r.oneOf("FACESYNC_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
 		DecisionTTL:         r.duration("FACESYNC_DECISION_TTL", 168*time.Hour, time.Minute),
 		TicketMaxAge:        r.duration("FACESYNC_TICKET_MAX_AGE", 20*time.Minute, time.Minute),
 		TicketSource:        r.oneOf("FACESYNC_TICKET_SOURCE", "own", "own", "external"),
-		ResultWait:          r.duration("FACESYNC_RESULT_WAIT", 10*time.Minute, 0),
-		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", 5*time.Minute, 0),
+		ResultWait:          r.duration("FACESYNC_RESULT_WAIT", 10*time.Minute, time.Second),
+		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", 5*time.Minute, time.Second),
 		MaxEvidenceBytes:    int64(r.integer("FACESYNC_MAX_EVIDENCE_BYTES", 256<<20, 1)),
 	}
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
-	c.Apps = r.apps()
+	c.Apps = r.apps(c.TicketSource == "external")
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -114,7 +114,10 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 
 // requireWorker checks what `facesync worker` needs beyond LoadConfig.
 func (c *Config) requireWorker() error {
-	if len(c.Apps) == 0 && c.TicketSource == "own" {
+	if len(c.Apps) == 0 {
+		if c.TicketSource == "external" {
+			return &configError{"FACESYNC_APPS", "no app configured (the app ids, comma separated, or FACESYNC_APPS_FILE)"}
+		}
 		return &configError{"FACESYNC_APPS", "no app configured (APPID=SECRET pairs, or FACESYNC_APPS_FILE)"}
 	}
 	return c.requireBucket()
@@ -211,14 +214,15 @@ func (r *envReader) boolean(name string, def bool) bool {
 }
 
 // apps reads FACESYNC_APPS and FACESYNC_APPS_FILE. Secrets never appear in
-// an error: a bad entry is named by its position.
-func (r *envReader) apps() map[string]string {
+// an error: a bad entry is named by its position. With external tickets
+// facesync needs no secret, and an entry may be a bare app id.
+func (r *envReader) apps(idsOnly bool) map[string]string {
 	apps := map[string]string{}
 	add := func(name, where, entry string) {
 		id, secret, ok := strings.Cut(strings.TrimSpace(entry), "=")
 		id, secret = strings.TrimSpace(id), strings.TrimSpace(secret)
 		switch {
-		case !ok || secret == "":
+		case (!ok || secret == "") && !idsOnly:
 			r.fail(name, "%s: want APPID=SECRET", where)
 		case !tasks.ValidID(id):
 			r.fail(name, "%s: app id %q is not 1 to 32 characters of A-Z a-z 0-9 _ -", where, id)

@@ -24,6 +24,9 @@ const (
 )
 
 func main() {
+	// go-redis logs connection trouble on its own; commands say it in
+	// their one line instead. A worker routes it to zap once started.
+	redis.SetLogger(quietRedis{})
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
 	os.Exit(NewMain().Run(ctx, os.Args[1:]))
@@ -51,6 +54,17 @@ func NewMain() *Main {
 func (m *Main) Ready() <-chan struct{} {
 	m.readyOnce.Do(func() { m.ready = make(chan struct{}) })
 	return m.ready
+}
+
+func (m *Main) markReady() {
+	m.Ready()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	select {
+	case <-m.ready:
+	default:
+		close(m.ready)
+	}
 }
 
 // HTTPAddr is the address the worker's /metrics, /healthz and /readyz
@@ -105,9 +119,6 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		"fake-idasc": m.runFakeIdasc,
 		"demo":       m.runDemo,
 	}
-	// go-redis logs connection trouble on its own; commands say it in
-	// their one line instead. The worker routes it to zap once started.
-	redis.SetLogger(quietRedis{})
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {
 		fmt.Fprint(m.Stdout, usage)

@@ -18,6 +18,7 @@ import (
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/ticketcache/ticketcachetest"
 	"github.com/facesync/facesync/worker"
+	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 )
 
@@ -364,5 +365,52 @@ func TestExitCodes(t *testing.T) {
 		if strings.Contains(errb.String(), testSecret) {
 			t.Errorf("%s: stderr contains the app secret", tt.name)
 		}
+	}
+}
+
+// TestExternalTicketSource: the partner's backend owns the token and
+// ticket and writes them to the shared entry; facesync, given bare app ids,
+// only reads them and never fetches its own.
+func TestExternalTicketSource(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	st.env["FACESYNC_TICKET_SOURCE"] = "external"
+	st.env["FACESYNC_APPS"] = testApp // no secret: facesync never fetches
+
+	// The partner's refresher.
+	ctx := context.Background()
+	client := idasc.New(st.fake.URL)
+	token, err := client.AccessToken(ctx, testApp, testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ticket, err := client.SignTicket(ctx, testApp, token.Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ticketcache.Publish(ctx, st.db.Client, testApp,
+		ticketcache.Credential{Value: token.Value, ExpiresIn: token.ExpiresIn},
+		ticketcache.Credential{Value: ticket.Value, ExpiresIn: ticket.ExpiresIn}, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+
+	st.startWorker(t)
+	if code, _, stderr := st.run(t, "enqueue", "--app-id", testApp, "--order-no", "ext1"); code != 0 {
+		t.Fatalf("enqueue: exit %d: %s", code, stderr)
+	}
+	deadline := time.Now().Add(time.Minute)
+	var r *worker.Record
+	for r == nil || r.Evidence.Status == worker.EvidencePending {
+		if time.Now().After(deadline) {
+			t.Fatalf("order not final by the deadline: %+v", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+		r = st.record(t, "ext1")
+	}
+	if r.Status != worker.StatusPassed || r.Evidence.Status != worker.EvidenceStored {
+		t.Errorf("record = %+v, want passed with evidence stored", r)
+	}
+	if tm, tk := st.fake.TokenMints(testApp), st.fake.TicketMints(testApp); tm != 1 || tk != 1 {
+		t.Errorf("token mints %d, ticket mints %d, want only the partner's 1 and 1", tm, tk)
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -35,6 +36,18 @@ func newLogger(c *Config, m *Main) (*zap.Logger, error) {
 		e = zapcore.NewJSONEncoder(enc)
 	}
 	return zap.New(zapcore.NewCore(e, zapcore.AddSync(m.Stderr), lvl)), nil
+}
+
+var libraryLogsOnce sync.Once
+
+// routeLibraryLogs sends go-redis's own logs and the standard logger (the
+// S3 transfer manager writes there) through zap. Both are process-wide, so
+// the first worker of a process sets them.
+func routeLibraryLogs(log *zap.Logger) {
+	libraryLogsOnce.Do(func() {
+		redis.SetLogger(redisLogger{log.Named("redis").Sugar()})
+		zap.RedirectStdLog(log.Named("stdlog"))
+	})
 }
 
 // redisLogger routes go-redis's own logs through zap.

@@ -80,12 +80,25 @@ func WithMaxBodyBytes(n int64) Option {
 	}
 }
 
+// maxIdlePerHost keeps a connection for every request a busy pod has in
+// flight: net/http's default of 2 would open (and handshake) a new one for
+// nearly every call and leave thousands in TIME_WAIT.
+const maxIdlePerHost = 256
+
+func newTransport() *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = maxIdlePerHost
+	t.MaxIdleConnsPerHost = maxIdlePerHost
+	return t
+}
+
 // New returns a Client for the provider at baseURL (such as
 // https://idasc.webank.com; a trailing slash is allowed).
 func New(baseURL string, opts ...Option) *Client {
 	c := &Client{
 		base: strings.TrimRight(baseURL, "/"),
 		hc: &http.Client{
+			Transport:     newTransport(),
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
 		timeout:         DefaultTimeout,
