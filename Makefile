@@ -14,7 +14,7 @@ BENCH_TIME   ?= 1x
 
 export FACESYNC_TEST_VERSITYGW := $(VERSITYGW)
 
-.PHONY: all build test lint bench demo up down tools redis-server clean
+.PHONY: all build test lint bench bench-all demo up down tools redis-server clean
 
 all: lint test
 
@@ -45,8 +45,14 @@ lint: $(STATICCHECK)
 	$(STATICCHECK) ./...
 	$(GO) mod tidy -diff
 
+# The table: every row measured against its reference in one run, alone
+# on the machine (the rows are throughput on two cores).
 bench: redis-server $(VERSITYGW)
-	bash .ci/with-redis $(GO) test -run '^$$' -bench . -benchmem -benchtime $(BENCH_TIME) ./...
+	bash .ci/with-redis $(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 15m ./cmd/facesync/perf/
+
+# Every package's micro-benchmarks, one package at a time.
+bench-all: redis-server $(VERSITYGW)
+	bash .ci/with-redis $(GO) test -p 1 -run '^$$' -bench . -benchmem ./...
 
 demo:
 	$(GO) run ./cmd/facesync demo

@@ -1,0 +1,524 @@
+package perf
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/facesync/facesync/storage/storagetest"
+	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/ticketcache/ticketcachetest"
+	"github.com/facesync/facesync/worker"
+	"github.com/facesync/facesync/worker/idasc/idasctest"
+)
+
+// The one app every benchmark uses. The secret is the fake provider's, not
+// a real one.
+const (
+	appID     = "TIDA0001"
+	appSecret = "perf-fake-secret-0001"
+)
+
+// envBinary names a prebuilt facesync binary to run instead of building one.
+const envBinary = "FACESYNC_TEST_BINARY"
+
+// envChild makes the test binary a child process of a benchmark (see
+// noopChild and evidenceChild) rather than a test run.
+const envChild = "FACESYNC_PERF_CHILD"
+
+// Child roles.
+const (
+	childNoop     = "noop"
+	childEvidence = "evidence"
+)
+
+func TestMain(m *testing.M) {
+	switch role := os.Getenv(envChild); role {
+	case "":
+	case childNoop:
+		os.Exit(noopChild())
+	case childEvidence:
+		os.Exit(evidenceChild())
+	default:
+		fmt.Fprintf(os.Stderr, "perf: unknown %s %q\n", envChild, role)
+		os.Exit(2)
+	}
+	code := m.Run()
+	printTable(os.Stdout)
+	if binary.dir != "" {
+		_ = os.RemoveAll(binary.dir)
+	}
+	os.Exit(code)
+}
+
+// row is one line of the table printed at the end of the run.
+type row struct {
+	name, measured, reference, bar string
+	pass                           string // "yes", "no" or "figure" for rows without a bar
+}
+
+var table struct {
+	sync.Mutex
+	rows []row
+}
+
+func addRow(r row) {
+	table.Lock()
+	defer table.Unlock()
+	table.rows = append(table.rows, r)
+}
+
+// passFail writes a bar's outcome for the pass column.
+func passFail(ok bool) string {
+	if ok {
+		return "yes"
+	}
+	return "no"
+}
+
+// printTable prints every row measured in this run as one markdown table.
+func printTable(w io.Writer) {
+	table.Lock()
+	defer table.Unlock()
+	if len(table.rows) == 0 {
+		return
+	}
+	var buf bytes.Buffer
+	fmt.Fprintf(&buf, "\nfacesync benchmark table (%s, %d cores, %s)\n\n", time.Now().UTC().Format("2006-01-02 15:04 MST"), runtime.NumCPU(), memTotal())
+	fmt.Fprintln(&buf, "| row | measured | reference | ratio / bar | pass |")
+	fmt.Fprintln(&buf, "|---|---|---|---|---|")
+	for _, r := range table.rows {
+		fmt.Fprintf(&buf, "| %s | %s | %s | %s | %s |\n", r.name, r.measured, r.reference, r.bar, r.pass)
+	}
+	_, _ = w.Write(buf.Bytes())
+}
+
+// memTotal reads MemTotal from /proc/meminfo, for the table's heading.
+func memTotal() string {
+	v, err := procField("/proc/meminfo", "MemTotal:")
+	if err != nil {
+		return "memory unknown"
+	}
+	return fmt.Sprintf("%.1f GiB RAM", float64(v)/(1<<20))
+}
+
+// procField reads a "Name:  123 kB" line of a /proc file, in kB.
+func procField(path, name string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), name); ok {
+			return strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")), 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in %s", name, path)
+}
+
+// binary is the facesync binary the worker processes run, built once.
+var binary struct {
+	once sync.Once
+	path string
+	dir  string // removed by TestMain when we built it
+	err  error
+}
+
+// workerBinary returns $FACESYNC_TEST_BINARY, or builds the binary once.
+func workerBinary(tb testing.TB) string {
+	tb.Helper()
+	binary.once.Do(func() {
+		if p := os.Getenv(envBinary); p != "" {
+			binary.path = p
+			return
+		}
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			binary.err = fmt.Errorf("go not on PATH to build facesync (or set %s): %w", envBinary, err)
+			return
+		}
+		binary.dir, err = os.MkdirTemp("", "facesync-perf-")
+		if err != nil {
+			binary.err = err
+			return
+		}
+		path := filepath.Join(binary.dir, "facesync")
+		out, err := exec.Command(goTool, "build", "-o", path, "github.com/facesync/facesync/cmd/facesync").CombinedOutput()
+		if err != nil {
+			binary.err = fmt.Errorf("go build facesync: %w\n%s", err, out)
+			return
+		}
+		binary.path = path
+	})
+	if binary.err != nil {
+		tb.Fatal(binary.err)
+	}
+	return binary.path
+}
+
+// stack is what the worker processes run against: a redis-server of the
+// benchmark's own, the fake provider served by this process, and
+// versitygw.
+type stack struct {
+	redis *ticketcachetest.Server
+	rdb   *redis.Client
+	fake  *idasctest.Server
+	s3    *storagetest.Server
+	dir   string
+	procs int // worker processes started so far, to name their logs
+}
+
+// newStack starts a stack; opts configure the fake provider, whose app
+// list is set here.
+func newStack(b *testing.B, opts idasctest.Options) *stack {
+	b.Helper()
+	opts.Apps = map[string]string{appID: appSecret}
+	if opts.MaxRecords == 0 {
+		opts.MaxRecords = 1 // the fake's request log is not used, only its counters
+	}
+	s := &stack{
+		redis: ticketcachetest.StartServer(b),
+		fake:  idasctest.NewServer(b, opts),
+		s3:    storagetest.StartServer(b),
+		dir:   b.TempDir(),
+	}
+	s.rdb = redis.NewClient(&redis.Options{Addr: s.redis.Addr, PoolSize: 16})
+	b.Cleanup(func() { _ = s.rdb.Close() })
+	return s
+}
+
+// reset empties Redis between runs, so every run starts from no tasks, no
+// records and no ticket.
+func (s *stack) reset(tb testing.TB) {
+	tb.Helper()
+	if err := s.rdb.FlushAll(context.Background()).Err(); err != nil {
+		tb.Fatalf("flush redis: %v", err)
+	}
+}
+
+// enqueue enqueues n decision-only orders with the tasks package, as a Go
+// partner would, and returns their decision record keys.
+func (s *stack) enqueue(tb testing.TB, n int) []string {
+	tb.Helper()
+	client := asynq.NewClient(asynq.RedisClientOpt{Addr: s.redis.Addr, PoolSize: 16})
+	defer client.Close()
+	keys := make([]string, n)
+	const parallel = 8
+	errs := make(chan error, parallel)
+	for p := range parallel {
+		go func() {
+			var err error
+			for i := p; i < n && err == nil; i += parallel {
+				order := fmt.Sprintf("o%07d", i)
+				keys[i] = worker.DecisionKey(appID, order)
+				_, err = tasks.Enqueue(context.Background(), client, tasks.FetchResult{AppID: appID, OrderNo: order, GetFile: tasks.GetFileNone})
+			}
+			errs <- err
+		}()
+	}
+	for range parallel {
+		if err := <-errs; err != nil {
+			tb.Fatalf("enqueue: %v", err)
+		}
+	}
+	return keys
+}
+
+// proc is one child process: a facesync worker or a reference server.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	log  string
+	done chan struct{} // closed when the process has exited
+	err  error         // its exit status, once done is closed
+}
+
+// workerEnv is the environment of a facesync worker process: only what it
+// needs, so nothing from the caller's FACESYNC_* or AWS_* settings leaks in.
+func (s *stack) workerEnv(concurrency int, extra ...string) []string {
+	return append([]string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + s.dir,
+		"FACESYNC_REDIS_URL=redis://" + s.redis.Addr + "/0",
+		"FACESYNC_APPS=" + appID + "=" + appSecret,
+		"FACESYNC_IDASC_URL=" + s.fake.URL,
+		"FACESYNC_S3_BUCKET=" + s.s3.Bucket,
+		"FACESYNC_S3_ENDPOINT=" + s.s3.Endpoint,
+		"AWS_ACCESS_KEY_ID=" + s.s3.AccessKey,
+		"AWS_SECRET_ACCESS_KEY=" + s.s3.SecretKey,
+		"FACESYNC_CONCURRENCY=" + strconv.Itoa(concurrency),
+		"FACESYNC_HTTP_ADDR=127.0.0.1:0",
+		"FACESYNC_SHUTDOWN_TIMEOUT=5s",
+	}, extra...)
+}
+
+// start starts a child process with env, its stdout and stderr in a log
+// file of the stack's folder; it is killed when the benchmark ends if it
+// still runs.
+func (s *stack) start(tb testing.TB, name string, env []string, path string, args ...string) *proc {
+	tb.Helper()
+	s.procs++
+	p := &proc{name: name, log: filepath.Join(s.dir, fmt.Sprintf("%s-%d.log", name, s.procs)), done: make(chan struct{})}
+	f, err := os.Create(p.log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	p.cmd = exec.Command(path, args...)
+	p.cmd.Env = env
+	p.cmd.Stdout, p.cmd.Stderr = f, f
+	if err := p.cmd.Start(); err != nil {
+		f.Close()
+		tb.Fatalf("start %s: %v", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		f.Close()
+		close(p.done)
+	}()
+	tb.Cleanup(func() {
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	})
+	return p
+}
+
+// startWorker starts one facesync worker process.
+func (s *stack) startWorker(tb testing.TB, concurrency int, extra ...string) *proc {
+	tb.Helper()
+	return s.start(tb, "facesync", s.workerEnv(concurrency, extra...), workerBinary(tb), "worker")
+}
+
+// startNoop starts the reference: a plain asynq server with a no-op
+// handler, in a process of its own like a worker.
+func (s *stack) startNoop(tb testing.TB, concurrency int) *proc {
+	tb.Helper()
+	env := append(os.Environ(), envChild+"="+childNoop,
+		envNoopAddr+"="+s.redis.Addr, envNoopConcurrency+"="+strconv.Itoa(concurrency))
+	return s.start(tb, "noop", env, os.Args[0], "-test.run=^$")
+}
+
+// stop ends the process with SIGTERM, as Kubernetes does, and fails the
+// benchmark if it does not exit cleanly in time.
+func (p *proc) stop(tb testing.TB) {
+	tb.Helper()
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(30 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+		tb.Fatalf("%s did not exit within 30 s of SIGTERM; log:\n%s", p.name, tail(p.log))
+	}
+	if p.err != nil {
+		tb.Fatalf("%s exited with %v; log:\n%s", p.name, p.err, tail(p.log))
+	}
+}
+
+// tail returns the end of a log file, for failure messages.
+func tail(path string) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return err.Error()
+	}
+	if len(b) > 4000 {
+		b = b[len(b)-4000:]
+	}
+	return string(b)
+}
+
+// pollInterval is how often completion is checked; it bounds the error of
+// every elapsed time measured.
+const pollInterval = 10 * time.Millisecond
+
+// maxWait bounds every wait for a run to finish.
+const maxWait = 3 * time.Minute
+
+// waitFor polls done until it reports n, and returns the time it first did.
+// It fails the benchmark when a process exits early or the wait exceeds
+// maxWait.
+func waitFor(tb testing.TB, procs []*proc, n int, done func() (int, error)) time.Time {
+	tb.Helper()
+	deadline := time.Now().Add(maxWait)
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for {
+		got, err := done()
+		if err != nil {
+			tb.Fatalf("check progress: %v", err)
+		}
+		if got >= n {
+			return time.Now()
+		}
+		for _, p := range procs {
+			select {
+			case <-p.done:
+				tb.Fatalf("%s exited early (%v) with %d of %d done; log:\n%s", p.name, p.err, got, n, tail(p.log))
+			default:
+			}
+		}
+		if time.Now().After(deadline) {
+			tb.Fatalf("%d of %d done after %v", got, n, maxWait)
+		}
+		<-tick.C
+	}
+}
+
+// recordCounter counts the decision records that exist among keys. Orders
+// finish roughly in queue order, so it remembers which exist and checks
+// only a window of the first missing ones on each call: polling stays cheap
+// for Redis, which the workers share.
+func (s *stack) recordCounter(keys []string) func() (int, error) {
+	left := append([]string(nil), keys...)
+	found := 0
+	const window = 256
+	return func() (int, error) {
+		ctx := context.Background()
+		for len(left) > 0 {
+			w := left[:min(window, len(left))]
+			cmds := make([]*redis.IntCmd, len(w))
+			pipe := s.rdb.Pipeline()
+			for i, k := range w {
+				cmds[i] = pipe.Exists(ctx, k)
+			}
+			if _, err := pipe.Exec(ctx); err != nil {
+				return found, err
+			}
+			missing := left[:0:0]
+			for i, c := range cmds {
+				if c.Val() == 1 {
+					found++
+				} else {
+					missing = append(missing, w[i])
+				}
+			}
+			left = append(missing, left[len(w):]...)
+			if len(missing) > 0 {
+				break
+			}
+		}
+		return found, nil
+	}
+}
+
+// completedCounter counts the tasks asynq keeps as completed on the
+// decision queue (tasks.Enqueue gives them a retention).
+func (s *stack) completedCounter() func() (int, error) {
+	key := "asynq:{" + tasks.QueueResult + "}:completed"
+	return func() (int, error) {
+		n, err := s.rdb.ZCard(context.Background(), key).Result()
+		return int(n), err
+	}
+}
+
+// runResult is one timed run: its throughput and the CPU each party used
+// while the clock ran.
+type runResult struct {
+	rate      float64       // orders (tasks) per second
+	workerCPU time.Duration // the worker processes, user and system
+	redisCPU  time.Duration // redis-server
+	selfCPU   time.Duration // this process: the fake provider and the polling
+}
+
+// perOrder returns d per order of a run of n, in microseconds.
+func perOrder(d time.Duration, n int) float64 { return float64(d.Microseconds()) / float64(n) }
+
+// reportCPU reports a run's CPU per order with the given metric prefix.
+func reportCPU(b *testing.B, prefix string, r runResult, n int) {
+	b.ReportMetric(perOrder(r.workerCPU, n), prefix+"worker-CPU-µs/op")
+	b.ReportMetric(perOrder(r.redisCPU, n), prefix+"redis-CPU-µs/op")
+	b.ReportMetric(perOrder(r.selfCPU, n), prefix+"bench-CPU-µs/op")
+}
+
+// selfCPU returns the CPU this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// redisCPU returns the CPU redis-server has used, from INFO cpu.
+func (s *stack) redisCPU(tb testing.TB) time.Duration {
+	tb.Helper()
+	info, err := s.rdb.Info(context.Background(), "cpu").Result()
+	if err != nil {
+		tb.Fatalf("redis INFO cpu: %v", err)
+	}
+	var total float64
+	for _, line := range strings.Split(info, "\n") {
+		k, v, _ := strings.Cut(strings.TrimSpace(line), ":")
+		if k == "used_cpu_sys" || k == "used_cpu_user" {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				tb.Fatalf("redis INFO cpu: %s: %v", k, err)
+			}
+			total += f
+		}
+	}
+	return time.Duration(total * float64(time.Second))
+}
+
+// timed runs procs started by startProcs until done reports n, and returns
+// the run's throughput from the processes' start (their start-up
+// included, as a scaled-up pod's would be) and the CPU used meanwhile.
+func (s *stack) timed(b *testing.B, n int, done func() (int, error), startProcs func() []*proc) runResult {
+	b.Helper()
+	redis0, self0 := s.redisCPU(b), selfCPU()
+	b.StartTimer()
+	start := time.Now()
+	ps := startProcs()
+	end := waitFor(b, ps, n, done)
+	b.StopTimer()
+	r := runResult{rate: float64(n) / end.Sub(start).Seconds(), redisCPU: s.redisCPU(b) - redis0, selfCPU: selfCPU() - self0}
+	for _, p := range ps {
+		p.stop(b)
+		r.workerCPU += p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+	}
+	b.StartTimer()
+	return r
+}
+
+// runWorkers enqueues n decision-only orders, then starts procs facesync
+// worker processes and measures until every decision record exists.
+func (s *stack) runWorkers(b *testing.B, n, procs, concurrency int, extra ...string) runResult {
+	b.Helper()
+	b.StopTimer()
+	workerBinary(b) // built before the clock starts
+	s.reset(b)
+	count := s.recordCounter(s.enqueue(b, n))
+	return s.timed(b, n, count, func() []*proc {
+		ps := make([]*proc, procs)
+		for i := range ps {
+			ps[i] = s.startWorker(b, concurrency, extra...)
+		}
+		return ps
+	})
+}
+
+// runNoop is runWorkers for the reference: the no-op asynq server, until
+// asynq holds every task as completed.
+func (s *stack) runNoop(b *testing.B, n, concurrency int) runResult {
+	b.Helper()
+	b.StopTimer()
+	s.reset(b)
+	s.enqueue(b, n)
+	return s.timed(b, n, s.completedCounter(), func() []*proc {
+		return []*proc{s.startNoop(b, concurrency)}
+	})
+}

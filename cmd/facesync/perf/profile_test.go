@@ -1,0 +1,83 @@
+package perf
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/facesync/facesync/storage"
+	"github.com/facesync/facesync/storage/storagetest"
+	"github.com/facesync/facesync/ticketcache"
+	"github.com/facesync/facesync/worker"
+	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/idasc/idasctest"
+)
+
+// BenchmarkDecisionInProcess is row 1's worker run inside this process,
+// wired as `facesync worker` wires it (idasc.New, ticketcache, storage.S3,
+// worker.New with a metrics registry), so that `go test -cpuprofile` sees
+// the worker's code: the table's rows run it as a separate process, which
+// go test cannot profile. It adds no row to the table. Its figure is not
+// row 1's: the fake provider and the polling share this process.
+func BenchmarkDecisionInProcess(b *testing.B) {
+	s := newStack(b, idasctest.Options{})
+	var rate float64
+	for b.Loop() {
+		b.StopTimer()
+		s.reset(b)
+		keys := s.enqueue(b, decisionOrders)
+		w, closeAll := s.inProcessWorker(b)
+		b.StartTimer()
+		start := time.Now()
+		if err := w.Start(); err != nil {
+			b.Fatalf("start worker: %v", err)
+		}
+		end := waitFor(b, nil, len(keys), s.recordCounter(keys))
+		rate = float64(len(keys)) / end.Sub(start).Seconds()
+		b.StopTimer()
+		w.Shutdown()
+		closeAll()
+		b.StartTimer()
+	}
+	b.ReportMetric(rate, "decisions/s")
+}
+
+// inProcessWorker builds a worker on the stack with the defaults of
+// `facesync worker`; closeAll releases what it opened besides the worker.
+func (s *stack) inProcessWorker(b *testing.B) (w *worker.Worker, closeAll func()) {
+	b.Helper()
+	rdb := redis.NewClient(&redis.Options{Addr: s.redis.Addr})
+	provider := idasc.New(s.fake.URL)
+	reg := prometheus.NewRegistry()
+	tickets, err := ticketcache.New(rdb, ticketcache.Options{
+		Registerer: reg,
+		FetchToken: func(ctx context.Context, app string) (ticketcache.Credential, error) {
+			c, err := provider.AccessToken(ctx, app, appSecret)
+			return ticketcache.Credential{Value: c.Value, ExpiresIn: c.ExpiresIn}, err
+		},
+		FetchTicket: func(ctx context.Context, app, token string) (ticketcache.Credential, error) {
+			c, err := provider.SignTicket(ctx, app, token)
+			return ticketcache.Credential{Value: c.Value, ExpiresIn: c.ExpiresIn}, err
+		},
+	})
+	if err != nil {
+		b.Fatalf("ticketcache.New: %v", err)
+	}
+	sink, err := storage.NewS3(storagetest.NewS3Client(s.s3.Endpoint, s.s3.AccessKey, s.s3.SecretKey), storage.Config{Bucket: s.s3.Bucket})
+	if err != nil {
+		b.Fatalf("storage.NewS3: %v", err)
+	}
+	w, err = worker.New(worker.Config{Redis: asynq.RedisClientOpt{Addr: s.redis.Addr}, Apps: []string{appID}},
+		worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Registerer: reg})
+	if err != nil {
+		b.Fatalf("worker.New: %v", err)
+	}
+	return w, func() {
+		_ = tickets.Close()
+		_ = rdb.Close()
+	}
+}
