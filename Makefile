@@ -36,8 +36,10 @@ redis-server:
 
 tools: redis-server $(VERSITYGW) $(STATICCHECK)
 
+# The fault suite (cmd/facesync/faults) and the benchmark table run the
+# binary built here as worker processes.
 test: redis-server $(VERSITYGW) build
-	bash .ci/with-redis $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
+	FACESYNC_TEST_BINARY=$(CURDIR)/bin/facesync bash .ci/with-redis $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 lint: $(STATICCHECK)
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
@@ -47,8 +49,8 @@ lint: $(STATICCHECK)
 
 # The table: every row measured against its reference in one run, alone
 # on the machine (the rows are throughput on two cores).
-bench: redis-server $(VERSITYGW)
-	bash .ci/with-redis $(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 15m ./cmd/facesync/perf/
+bench: redis-server $(VERSITYGW) build
+	FACESYNC_TEST_BINARY=$(CURDIR)/bin/facesync bash .ci/with-redis $(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 15m ./cmd/facesync/perf/
 
 # Every package's micro-benchmarks, one package at a time.
 bench-all: redis-server $(VERSITYGW)

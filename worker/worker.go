@@ -227,16 +227,34 @@ func (w *Worker) Shutdown() {
 	w.shutdownOnce.Do(w.shutdown)
 }
 
+// cleanupGrace is how long cancelled handlers get to clean up (abort a
+// multipart upload) before the process may exit: asynq itself does not wait
+// for a handler once its context is cancelled.
+const cleanupGrace = 5 * time.Second
+
 func (w *Worker) shutdown() {
 	if w.decisions != nil {
-		w.decisions.Stop()
-		w.evidence.Stop()
+		deadline := time.Now().Add(w.cfg.ShutdownTimeout)
+		// Stop blocks while a processor sleeps on an empty queue: stop
+		// both at once, on a clock that already runs.
+		var stopping sync.WaitGroup
+		for _, srv := range []*asynq.Server{w.decisions, w.evidence} {
+			stopping.Add(1)
+			go func() { defer stopping.Done(); srv.Stop() }()
+		}
+		stopping.Wait()
 		done := make(chan struct{})
 		go func() { w.inflight.Wait(); close(done) }()
 		select {
 		case <-done:
-		case <-time.After(w.cfg.ShutdownTimeout):
+		case <-time.After(time.Until(deadline)):
 			w.log.Warn("shutdown timeout: cancelling in-flight tasks", zap.Duration("timeout", w.cfg.ShutdownTimeout))
+			w.cancelBase()
+			select {
+			case <-done:
+			case <-time.After(cleanupGrace):
+				w.log.Warn("cancelled tasks did not return in time", zap.Duration("grace", cleanupGrace))
+			}
 		}
 		w.cancelBase()
 		w.decisions.Shutdown()
