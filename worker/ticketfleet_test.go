@@ -71,13 +71,17 @@ func TestTicketFleetAgainstFakeProvider(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	var wg sync.WaitGroup
-	var calls, rejected, failures atomic.Int64
-	for _, c := range caches {
+	var calls, rejected, failures, stepNo atomic.Int64
+	// cycled[i] is the step at which goroutine i last began a Get and
+	// finished signing with what it got.
+	cycled := make([]atomic.Int64, len(caches)*50)
+	for ci, c := range caches {
 		for g := 0; g < 50; g++ {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
 				for ctx.Err() == nil {
+					began := stepNo.Load()
 					tk, err := c.Get(ctx, appID)
 					if err != nil {
 						if ctx.Err() == nil {
@@ -91,25 +95,33 @@ func TestTicketFleetAgainstFakeProvider(t *testing.T) {
 						rejected.Add(1)
 						_ = c.Reject(ctx, appID, tk.Generation)
 					}
+					cycled[ci*50+g].Store(began)
 				}
 			}()
 		}
 	}
-	// Three refresh periods in steps of 10 s. A refresh takes milliseconds
-	// of real time but the clock runs far faster, so the clock moves only
-	// when no refresh is under way or due, and after requests were signed
-	// at the current time: in production the lock (25 s) bounds a refresh
-	// well inside the provider's one-minute overlap.
-	const step = 10 * time.Second
+	// Three refresh periods in steps of 20 s. The clock runs far faster
+	// than real time, so it moves only when no refresh is under way or due
+	// and every goroutine has signed a request with a ticket it got at the
+	// current step: no request is made with a ticket held for longer than
+	// a step, as in production, where the lock (25 s) also bounds a
+	// refresh well inside the provider's one-minute overlap.
+	const step = 20 * time.Second
 	for elapsed := time.Duration(0); elapsed < 3*maxAge+2*time.Minute; elapsed += step {
-		before := calls.Load()
-		waitFor(t, 10*time.Second, "requests signed and no refresh under way or due", func() bool {
+		now := stepNo.Load()
+		waitFor(t, 30*time.Second, "every goroutine to sign at this step and no refresh under way or due", func() bool {
+			for i := range cycled {
+				if cycled[i].Load() < now {
+					return false
+				}
+			}
 			e, _, err := ticketcache.ReadEntry(ctx, db.Client, appID)
 			locked := db.Client.Exists(ctx, ticketcache.LockKey(appID)).Val() > 0
 			tm, tk := fake.TokenMints(appID), fake.TicketMints(appID)
 			return err == nil && !locked && tm == tk && e.Generation == int64(tk) && !e.NeedsTicket &&
-				clk.Now().Sub(e.TicketFetchedAt) < maxAge && calls.Load() > before
+				clk.Now().Sub(e.TicketFetchedAt) < maxAge
 		})
+		stepNo.Add(1)
 		clk.advance(step)
 	}
 	time.Sleep(100 * time.Millisecond)
