@@ -25,16 +25,20 @@ func (w *Worker) HandleFetchResult(ctx context.Context, t *asynq.Task) error {
 	start := w.now()
 	p, err := tasks.ParseFetchResult(t.Payload())
 	if err != nil {
-		// Nothing is keyed from an invalid payload: the archived task and
-		// its error are the whole trace.
-		w.m.tasks.WithLabelValues(t.Type(), "invalid_payload").Inc()
-		w.log.Warn("invalid payload archived", zap.String("type", t.Type()), zap.Error(err))
-		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+		return w.invalidPayload(t, err)
 	}
 	log := w.taskLog(ctx, t, p.AppID, p.OrderNo)
 	outcome, err := w.decide(ctx, t, p, log)
 	w.finish(log, t, start, outcome, err)
 	return err
+}
+
+// invalidPayload archives a task whose payload failed validation. Nothing
+// is keyed from it: the archived task and its error are the whole trace.
+func (w *Worker) invalidPayload(t *asynq.Task, err error) error {
+	w.m.tasks.WithLabelValues(t.Type(), "invalid_payload").Inc()
+	w.log.Warn("invalid payload archived", zap.String("type", t.Type()), zap.Error(err))
+	return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 }
 
 // decide takes and records the decision. A duplicate of a decided order

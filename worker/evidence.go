@@ -23,9 +23,7 @@ func (w *Worker) HandleFetchEvidence(ctx context.Context, t *asynq.Task) error {
 	start := w.now()
 	p, err := tasks.ParseFetchEvidence(t.Payload())
 	if err != nil {
-		w.m.tasks.WithLabelValues(t.Type(), "invalid_payload").Inc()
-		w.log.Warn("invalid payload archived", zap.String("type", t.Type()), zap.Error(err))
-		return fmt.Errorf("%v: %w", err, asynq.SkipRetry)
+		return w.invalidPayload(t, err)
 	}
 	log := w.taskLog(ctx, t, p.AppID, p.OrderNo)
 	outcome, err := w.fetchEvidence(ctx, t, p, log)

@@ -76,14 +76,11 @@ func (m *Main) runWorker(ctx context.Context, args []string) error {
 // serveWorker wires and runs the worker; demo passes the provider's HTTP
 // client and the S3 sink it built.
 func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink storage.Sink) error {
-	rdb, aopt, err := redisClients(c)
+	rdb, aopt, err := connectRedis(ctx, c)
 	if err != nil {
-		return usageErr("%v", err)
+		return err
 	}
 	defer rdb.Close()
-	if err := pingRedis(ctx, rdb); err != nil {
-		return infraErr(err)
-	}
 	routeLibraryLogs(log)
 	if sink == nil {
 		s3sink, err := newSink(ctx, c)
@@ -255,14 +252,11 @@ func (m *Main) runEnqueue(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, aopt, err := redisClients(c)
+	rdb, aopt, err := connectRedis(ctx, c)
 	if err != nil {
-		return usageErr("%v", err)
+		return err
 	}
 	defer rdb.Close()
-	if err := pingRedis(ctx, rdb); err != nil {
-		return infraErr(err)
-	}
 	client := asynq.NewClient(aopt)
 	defer client.Close()
 	var queued, dups int
@@ -336,9 +330,9 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, _, err := redisClients(c)
+	rdb, _, err := connectRedis(ctx, c)
 	if err != nil {
-		return usageErr("%v", err)
+		return err
 	}
 	defer rdb.Close()
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -348,7 +342,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 		return noErr("no decision record for %s:%s", appID, orderNo)
 	}
 	if err != nil {
-		return infraErr(fmt.Errorf("redis unreachable (FACESYNC_REDIS_URL): %v", err))
+		return infraErr(fmt.Errorf("read the decision record: %v", err))
 	}
 	var pretty json.RawMessage = b
 	out, err := json.MarshalIndent(pretty, "", "  ")

@@ -103,6 +103,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 			return nil, &configError{"FACESYNC_S3_ENDPOINT", "want an http:// or https:// URL"}
 		}
 	}
+	if !strings.HasSuffix(c.S3Prefix, "/") || strings.HasPrefix(c.S3Prefix, "/") {
+		return nil, &configError{"FACESYNC_S3_PREFIX", "want a key prefix like evidence/ (ending with /, not starting with one)"}
+	}
 	if c.S3KMSKeyID != "" && c.S3SSE != "aws:kms" {
 		return nil, &configError{"FACESYNC_S3_KMS_KEY_ID", "set only with FACESYNC_S3_SSE=aws:kms"}
 	}

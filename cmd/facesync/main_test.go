@@ -340,6 +340,9 @@ func TestExitCodes(t *testing.T) {
 		{"short evidence delay", map[string]string{"FACESYNC_EVIDENCE_DELAY": "500ms"}, []string{"worker"}, 2, "FACESYNC_EVIDENCE_DELAY"},
 		{"bad duration", map[string]string{"FACESYNC_RESULT_WAIT": "soon"}, []string{"worker"}, 2, "FACESYNC_RESULT_WAIT"},
 		{"bad apps", map[string]string{"FACESYNC_APPS": "TIDA0001"}, []string{"worker"}, 2, "FACESYNC_APPS: entry 1: want APPID=SECRET"},
+		{"bad prefix", map[string]string{"FACESYNC_S3_PREFIX": "evidence"}, []string{"worker"}, 2, "FACESYNC_S3_PREFIX"},
+		{"zero wait", map[string]string{"FACESYNC_EVIDENCE_WAIT": "0s"}, []string{"worker"}, 2, "FACESYNC_EVIDENCE_WAIT"},
+		{"bad log level", map[string]string{"FACESYNC_LOG_LEVEL": "loud"}, []string{"worker"}, 2, "FACESYNC_LOG_LEVEL"},
 		{"worker with redis down", map[string]string{"FACESYNC_REDIS_URL": "redis://127.0.0.1:1/0"}, []string{"worker"}, 2, "redis unreachable"},
 		{"worker with bucket missing", map[string]string{"FACESYNC_S3_BUCKET": "no-such-bucket"}, []string{"worker"}, 2, "evidence bucket unreachable"},
 	}

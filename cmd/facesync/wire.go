@@ -69,14 +69,20 @@ func redisClients(c *Config) (*redis.Client, asynq.RedisClientOpt, error) {
 	return redis.NewClient(opt), aopt, nil
 }
 
-// pingRedis checks Redis answers, within a few seconds.
-func pingRedis(ctx context.Context, rdb redis.UniversalClient) error {
+// connectRedis returns the clients of redisClients once Redis answered,
+// within a few seconds.
+func connectRedis(ctx context.Context, c *Config) (*redis.Client, asynq.RedisClientOpt, error) {
+	rdb, aopt, err := redisClients(c)
+	if err != nil {
+		return nil, aopt, usageErr("%v", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if err := rdb.Ping(ctx).Err(); err != nil {
-		return fmt.Errorf("redis unreachable (FACESYNC_REDIS_URL): %v", err)
+		_ = rdb.Close()
+		return nil, aopt, infraErr(fmt.Errorf("redis unreachable (FACESYNC_REDIS_URL): %v", err))
 	}
-	return nil
+	return rdb, aopt, nil
 }
 
 // newS3Client builds the S3 client from FACESYNC_S3_* and the AWS default
