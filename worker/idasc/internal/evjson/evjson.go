@@ -62,7 +62,7 @@ type Fields struct {
 // A string with no base64 text (empty, only whitespace, or a data URL
 // header alone) or null means the file is absent: fn is not called for it.
 //
-// The text may carry JSON escapes (\/, \uXXXX), escaped or raw line breaks,
+// The text may carry JSON escapes (\/, \u002F and the like), escaped or raw line breaks,
 // tabs and spaces (ignored), a "data:...;base64," header, and may omit its
 // final padding. Anything else that is not standard base64 is an error
 // wrapping ErrBase64; a decoded file over maxBytes (when maxBytes > 0) is an
