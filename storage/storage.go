@@ -18,9 +18,11 @@ package storage
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 )
 
 // Evidence kinds, as named in object keys and manifests.
@@ -104,32 +106,119 @@ type File struct {
 	SHA256      string `json:"sha256"` // hex of the decoded bytes
 }
 
-// Decision is the decision record's fields that a manifest repeats (PII
-// already masked by the caller). Field order and names are the contract's.
-type Decision struct {
-	AppID           string `json:"app_id"`
-	OrderNo         string `json:"order_no"`
-	Status          string `json:"status"`
-	Code            string `json:"code"`
-	Msg             string `json:"msg"`
-	BizSeqNo        string `json:"biz_seq_no"`
-	TransactionTime string `json:"transaction_time"`
-	OccurredTime    string `json:"occurred_time"`
-	LiveRate        string `json:"live_rate"`
-	Similarity      string `json:"similarity"`
-	IDType          string `json:"id_type"`
-	IDNo            string `json:"id_no"`
-	Name            string `json:"name"`
-	DecidedAt       string `json:"decided_at"`
+// Manifest is the auditors' record of an evidence set: the fields of the
+// decision it belongs to, when the evidence was fetched, and the files
+// stored. Storage does not know the decision's schema: Decision is an
+// opaque JSON object whose fields come first in the stored manifest, and
+// whose app_id and order_no must name the manifest's order.
+type Manifest struct {
+	AppID   string
+	OrderNo string
+	// Decision is a JSON object; its fields are written first, in its
+	// order. Nil writes app_id and order_no alone. Read back, it holds
+	// every field of the manifest but fetched_at and files.
+	Decision json.RawMessage
+	// FetchedAt is RFC 3339 UTC; PutManifest sets it when empty.
+	FetchedAt string
+	Files     []File
 }
 
-// Manifest is the auditors' record of an evidence set: the decision, when
-// the evidence was fetched, and the files stored.
-type Manifest struct {
-	Decision
-	// FetchedAt is RFC 3339 UTC; PutManifest sets it when empty.
+// manifestTail is what follows the decision's fields in a stored manifest.
+type manifestTail struct {
 	FetchedAt string `json:"fetched_at"`
 	Files     []File `json:"files"`
+}
+
+// MarshalJSON writes the decision's fields, then fetched_at and files.
+func (m Manifest) MarshalJSON() ([]byte, error) {
+	head := []byte(m.Decision)
+	if len(bytes.TrimSpace(head)) == 0 {
+		var err error
+		if head, err = json.Marshal(struct {
+			AppID   string `json:"app_id"`
+			OrderNo string `json:"order_no"`
+		}{m.AppID, m.OrderNo}); err != nil {
+			return nil, err
+		}
+	}
+	var ids struct {
+		AppID   string `json:"app_id"`
+		OrderNo string `json:"order_no"`
+	}
+	if err := json.Unmarshal(head, &ids); err != nil {
+		return nil, fmt.Errorf("manifest decision is not a JSON object: %w", err)
+	}
+	if ids.AppID != m.AppID || ids.OrderNo != m.OrderNo {
+		return nil, fmt.Errorf("manifest decision names order %q/%q, not %q/%q", truncate(ids.AppID), truncate(ids.OrderNo), m.AppID, m.OrderNo)
+	}
+	files := m.Files
+	if files == nil {
+		files = []File{}
+	}
+	tail, err := json.Marshal(manifestTail{FetchedAt: m.FetchedAt, Files: files})
+	if err != nil {
+		return nil, err
+	}
+	head = bytes.TrimSpace(head)
+	head = bytes.TrimSpace(head[:len(head)-1]) // drop the closing brace
+	out := make([]byte, 0, len(head)+len(tail)+1)
+	out = append(out, head...)
+	if len(head) > 1 { // not an empty object
+		out = append(out, ',')
+	}
+	return append(out, tail[1:]...), nil
+}
+
+// UnmarshalJSON reads a stored manifest, keeping every field but
+// fetched_at and files, in order, as Decision.
+func (m *Manifest) UnmarshalJSON(b []byte) error {
+	var tail manifestTail
+	if err := json.Unmarshal(b, &tail); err != nil {
+		return err
+	}
+	var ids struct {
+		AppID   string `json:"app_id"`
+		OrderNo string `json:"order_no"`
+	}
+	if err := json.Unmarshal(b, &ids); err != nil {
+		return err
+	}
+	dec, err := withoutFields(b, "fetched_at", "files")
+	if err != nil {
+		return err
+	}
+	*m = Manifest{AppID: ids.AppID, OrderNo: ids.OrderNo, Decision: dec, FetchedAt: tail.FetchedAt, Files: tail.Files}
+	return nil
+}
+
+// withoutFields returns the JSON object b without the named top-level
+// fields, the others in their order.
+func withoutFields(b []byte, drop ...string) (json.RawMessage, error) {
+	d := json.NewDecoder(bytes.NewReader(b))
+	if tok, err := d.Token(); err != nil || tok != json.Delim('{') {
+		return nil, errors.New("manifest is not a JSON object")
+	}
+	out := []byte{'{'}
+	for d.More() {
+		tok, err := d.Token()
+		if err != nil {
+			return nil, err
+		}
+		name, _ := tok.(string)
+		var v json.RawMessage
+		if err := d.Decode(&v); err != nil {
+			return nil, err
+		}
+		if slices.Contains(drop, name) {
+			continue
+		}
+		k, _ := json.Marshal(name)
+		if len(out) > 1 {
+			out = append(out, ',')
+		}
+		out = append(append(append(out, k...), ':'), v...)
+	}
+	return append(out, '}'), nil
 }
 
 // Outcomes of verifying one file.

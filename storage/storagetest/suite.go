@@ -378,14 +378,20 @@ func (s suite) ping(t *testing.T) {
 
 func manifestFor(files ...storage.File) *storage.Manifest {
 	return &storage.Manifest{
-		Decision: storage.Decision{
-			AppID: appID, OrderNo: orderNo, Status: "passed", Code: "0", Msg: "请求成功",
-			BizSeqNo: "22081020001184433106", TransactionTime: "20180810150342", OccurredTime: "20180810150152",
-			LiveRate: "100", Similarity: "95.0", IDType: "01", IDNo: "110***********1234", Name: "张*",
-			DecidedAt: "2026-11-28T01:02:03Z",
-		},
-		Files: files,
+		AppID: appID, OrderNo: orderNo,
+		Decision: decisionJSON(appID, orderNo, "passed", "请求成功"),
+		Files:    files,
 	}
+}
+
+// decisionJSON is a decision part as the worker writes it; storage treats
+// it as opaque.
+func decisionJSON(app, order, status, msg string) json.RawMessage {
+	m, _ := json.Marshal(msg)
+	return fmt.Appendf(nil, `{"app_id":%q,"order_no":%q,"status":%q,"code":"0","msg":%s,`+
+		`"biz_seq_no":"22081020001184433106","transaction_time":"20180810150342","occurred_time":"20180810150152",`+
+		`"live_rate":"100","similarity":"95.0","id_type":"01","id_no":"110***********1234","name":"张*",`+
+		`"decided_at":"2026-11-28T01:02:03Z"}`, app, order, status, m)
 }
 
 // putSet stores a photo and a video and their manifest.
@@ -516,7 +522,7 @@ func (s suite) manifestOnce(t *testing.T) {
 	before, _ := su.get(t, su.folder()+storage.ManifestName)
 
 	second := *first
-	second.Status = "failed"
+	second.Decision = decisionJSON(appID, orderNo, "failed", "second")
 	second.Files = first.Files[:1]
 	if key, err := su.Sink.PutManifest(ctxT(t), &second); !errors.Is(err, storage.ErrManifestExists) {
 		t.Errorf("second PutManifest() = %q, %v, want %v", key, err, storage.ErrManifestExists)
@@ -534,7 +540,7 @@ func (s suite) manifestOnce(t *testing.T) {
 		wg.Go(func() {
 			m := manifestFor(f)
 			m.OrderNo = raceOrder
-			m.Msg = fmt.Sprint("writer ", i)
+			m.Decision = decisionJSON(appID, raceOrder, "passed", fmt.Sprint("writer ", i))
 			_, err := su.Sink.PutManifest(ctxT(t), m)
 			mu.Lock()
 			defer mu.Unlock()
