@@ -1,0 +1,428 @@
+// Package orderstore owns every piece of per-order state facesync keeps in
+// Redis: the decision record partners read, and the worker's bookkeeping
+// while an order is in flight. Every other package reads and changes an
+// order through Store; none builds a per-order key itself.
+//
+// # Keys
+//
+// Two keys per order, both expiring with the record (FACESYNC_DECISION_TTL
+// after the decision), or that long after their first write while no record
+// exists yet:
+//
+//	key                                    type    holds
+//	facesync:decision:{app_id}:{order_no}  string  the decision record, JSON (the contract's public key)
+//	facesync:order:{app_id}:{order_no}     hash    the worker's bookkeeping, fields below
+//
+// Fields of the bookkeeping hash:
+//
+//	field         value
+//	since         Unix ms of the first "no result yet" answer (the result-wait clock)
+//	rej:decision  comma-separated ticket generations the provider refused for the decision call
+//	rej:evidence  the same for the evidence call
+//	get_file      get_file of the order that wrote the record, while evidence is pending
+//	file:photo    JSON of the stored photo (storage.File), once uploaded
+//	file:video    JSON of the stored video
+//
+// # Scripts
+//
+// Every transition is one Lua script, so no two workers can interleave
+// inside one (one mechanism: no WATCH loops, no MULTI):
+//
+//	script          transition                       KEYS            ARGV
+//	decideScript    Decide: first final decision wins record, state   record JSON, TTL ms, get_file
+//	sinceScript     NoteNotReady: start the clock    record, state   now ms, TTL ms
+//	rejectScript    CountRejected                    record, state   field, generation, TTL ms
+//	fileScript      NoteFile                         record, state   field, file JSON, TTL ms
+//	casScript       UpdateEvidence (compare-and-set) record          expected JSON, new JSON
+//
+// Reads (Get, State) are single commands. Delete removes both keys.
+package orderstore
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/facesync/facesync/storage"
+)
+
+// DefaultTTL is how long a record and its bookkeeping live
+// (FACESYNC_DECISION_TTL).
+const DefaultTTL = 168 * time.Hour
+
+// MinTTL is the shortest TTL Validate accepts: shorter would expire an
+// order's bookkeeping while it is still being worked on.
+const MinTTL = time.Minute
+
+// RecordKey is the Redis key of an order's decision record.
+func RecordKey(appID, orderNo string) string {
+	return "facesync:decision:" + appID + ":" + orderNo
+}
+
+// stateKey is the Redis key of an order's bookkeeping hash.
+func stateKey(appID, orderNo string) string {
+	return "facesync:order:" + appID + ":" + orderNo
+}
+
+// Fields of the bookkeeping hash.
+const (
+	fieldSince   = "since"
+	fieldGetFile = "get_file"
+	fieldFile    = "file:" // + kind
+	fieldReject  = "rej:"  // + phase
+)
+
+// Phases of an order whose refused tickets are counted apart.
+const (
+	PhaseDecision = "decision"
+	PhaseEvidence = "evidence"
+)
+
+// Config configures a Store.
+type Config struct {
+	// TTL is the lifetime of a record and its bookkeeping; zero means
+	// DefaultTTL.
+	TTL time.Duration
+}
+
+// Validate checks c, with zero values standing for the defaults.
+func (c Config) Validate() error {
+	if c.TTL != 0 && c.TTL < MinTTL {
+		return fmt.Errorf("orderstore: TTL %v is below the minimum %v", c.TTL, MinTTL)
+	}
+	return nil
+}
+
+// Store reads and changes orders in Redis.
+type Store struct {
+	rdb redis.UniversalClient
+	ttl time.Duration
+}
+
+// New returns a Store on rdb.
+func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
+	if rdb == nil {
+		return nil, errors.New("orderstore: nil redis client")
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.TTL == 0 {
+		cfg.TTL = DefaultTTL
+	}
+	return &Store{rdb: rdb, ttl: cfg.TTL}, nil
+}
+
+// keepTTL is the prologue of every script that writes the bookkeeping
+// hash: it expires with the record when there is one, else TTL (ARGV[n])
+// after its first write.
+const keepTTL = `
+local function keep(ttl)
+  local r = redis.call('PTTL', KEYS[1])
+  if r > 0 then
+    redis.call('PEXPIRE', KEYS[2], r)
+  elseif redis.call('PTTL', KEYS[2]) == -1 then
+    redis.call('PEXPIRE', KEYS[2], ttl)
+  end
+end
+`
+
+// decideScript writes the record unless one exists.
+//
+// KEYS[1] -> facesync:decision:{app}:{order}
+// KEYS[2] -> facesync:order:{app}:{order}
+// ARGV[1] -> record JSON
+// ARGV[2] -> TTL in ms
+// ARGV[3] -> get_file to remember while evidence is pending (empty: none)
+//
+// Output: {1, ARGV[1], ARGV[3]} when written; {0, stored record, the
+// remembered get_file, maybe empty} when a record existed.
+var decideScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if cur then return {0, cur, redis.call('HGET', KEYS[2], 'get_file') or ''} end
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'get_file', ARGV[3]) end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
+return {1, ARGV[1], ARGV[3]}`)
+
+// sinceScript starts the result-wait clock unless it runs.
+//
+// KEYS[1] -> facesync:decision:{app}:{order}
+// KEYS[2] -> facesync:order:{app}:{order}
+// ARGV[1] -> now, Unix ms
+// ARGV[2] -> TTL in ms
+//
+// Output: the clock's start, Unix ms, as a string.
+var sinceScript = redis.NewScript(keepTTL + `
+local v = redis.call('HGET', KEYS[2], 'since')
+if v then return v end
+redis.call('HSET', KEYS[2], 'since', ARGV[1])
+keep(ARGV[2])
+return ARGV[1]`)
+
+// rejectScript adds a refused ticket generation to a phase's list.
+//
+// KEYS[1] -> facesync:decision:{app}:{order}
+// KEYS[2] -> facesync:order:{app}:{order}
+// ARGV[1] -> field (rej:decision or rej:evidence)
+// ARGV[2] -> generation
+// ARGV[3] -> TTL in ms
+//
+// Output: how many distinct generations the phase has had refused.
+var rejectScript = redis.NewScript(keepTTL + `
+local cur = redis.call('HGET', KEYS[2], ARGV[1]) or ''
+local n, found = 0, false
+for g in string.gmatch(cur, '[^,]+') do
+  n = n + 1
+  if g == ARGV[2] then found = true end
+end
+if found then return n end
+if cur == '' then cur = ARGV[2] else cur = cur .. ',' .. ARGV[2] end
+redis.call('HSET', KEYS[2], ARGV[1], cur)
+keep(ARGV[3])
+return n + 1`)
+
+// fileScript remembers one stored evidence file.
+//
+// KEYS[1] -> facesync:decision:{app}:{order}
+// KEYS[2] -> facesync:order:{app}:{order}
+// ARGV[1] -> field (file:photo or file:video)
+// ARGV[2] -> file JSON
+// ARGV[3] -> TTL in ms
+//
+// Output: 1.
+var fileScript = redis.NewScript(keepTTL + `
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+keep(ARGV[3])
+return 1`)
+
+// casScript replaces the record if it is still what the caller read,
+// keeping its TTL.
+//
+// KEYS[1] -> facesync:decision:{app}:{order}
+// ARGV[1] -> the record as read
+// ARGV[2] -> the new record
+//
+// Output: {1} when replaced; {0, current record} when it changed since;
+// {-1} when there is no record.
+var casScript = redis.NewScript(`
+local cur = redis.call('GET', KEYS[1])
+if not cur then return {-1} end
+if cur ~= ARGV[1] then return {0, cur} end
+redis.call('SET', KEYS[1], ARGV[2], 'KEEPTTL')
+return {1}`)
+
+// ErrNoRecord reports a change to an order that has no decision record
+// (expired, deleted or never written).
+var ErrNoRecord = errors.New("no decision record")
+
+// Get returns the order's record and its JSON as stored, or ErrNoRecord.
+func (s *Store) Get(ctx context.Context, appID, orderNo string) (*Record, []byte, error) {
+	key := RecordKey(appID, orderNo)
+	b, err := s.rdb.Get(ctx, key).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return nil, nil, fmt.Errorf("%s: %w", key, ErrNoRecord)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read decision record: %w", err)
+	}
+	r, err := decode(key, b)
+	return r, b, err
+}
+
+func decode(key string, b []byte) (*Record, error) {
+	var r Record
+	if err := json.Unmarshal(b, &r); err != nil {
+		return nil, fmt.Errorf("decode decision record %s: %w", key, err)
+	}
+	return &r, nil
+}
+
+// Decided is what Decide found or wrote.
+type Decided struct {
+	Record  *Record
+	Raw     []byte // Record as stored
+	Created bool   // false: the order had a record already, which was kept
+	// GetFile is the get_file of the order that wrote the record while its
+	// evidence is pending ("" when unknown or not pending).
+	GetFile string
+}
+
+// Decide writes rec unless the order already has a record: the first final
+// decision wins. getFile is remembered while rec's evidence is pending, so
+// a duplicate re-enqueueing the evidence task asks for what the first
+// order did.
+func (s *Store) Decide(ctx context.Context, rec *Record, getFile string) (*Decided, error) {
+	b, err := json.Marshal(rec)
+	if err != nil {
+		return nil, fmt.Errorf("encode decision record: %w", err)
+	}
+	if rec.Evidence.Status != EvidencePending {
+		getFile = ""
+	}
+	key := RecordKey(rec.AppID, rec.OrderNo)
+	v, err := decideScript.Run(ctx, s.rdb, []string{key, stateKey(rec.AppID, rec.OrderNo)},
+		b, s.ttl.Milliseconds(), getFile).Slice()
+	if err != nil {
+		return nil, fmt.Errorf("write decision record: %w", err)
+	}
+	if len(v) != 3 {
+		return nil, fmt.Errorf("write decision record: unexpected answer of %d items", len(v))
+	}
+	n, _ := v[0].(int64)
+	raw, _ := v[1].(string)
+	gf, _ := v[2].(string)
+	d := &Decided{Record: rec, Raw: []byte(raw), Created: n == 1, GetFile: gf}
+	if !d.Created {
+		if d.Record, err = decode(key, d.Raw); err != nil {
+			return nil, err
+		}
+	}
+	return d, nil
+}
+
+// NoteNotReady starts the order's result-wait clock at now unless it runs,
+// and returns when it started.
+func (s *Store) NoteNotReady(ctx context.Context, appID, orderNo string, now time.Time) (time.Time, error) {
+	got, err := sinceScript.Run(ctx, s.rdb, s.keys(appID, orderNo), now.UnixMilli(), s.ttl.Milliseconds()).Text()
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read result wait clock: %w", err)
+	}
+	ms, err := strconv.ParseInt(got, 10, 64)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("result wait clock holds %q", got)
+	}
+	return time.UnixMilli(ms), nil
+}
+
+// CountRejected notes that the provider refused a request of phase
+// (PhaseDecision or PhaseEvidence) signed with ticket generation gen, and
+// returns how many distinct generations it refused for that phase.
+func (s *Store) CountRejected(ctx context.Context, appID, orderNo, phase string, gen int64) (int, error) {
+	if phase != PhaseDecision && phase != PhaseEvidence {
+		return 0, fmt.Errorf("orderstore: unknown phase %q", phase)
+	}
+	n, err := rejectScript.Run(ctx, s.rdb, s.keys(appID, orderNo), fieldReject+phase, gen, s.ttl.Milliseconds()).Int()
+	if err != nil {
+		return 0, fmt.Errorf("count refused tickets: %w", err)
+	}
+	return n, nil
+}
+
+// NoteFile remembers a stored evidence file, so a later attempt need not
+// fetch it again and a partial set is never forgotten.
+func (s *Store) NoteFile(ctx context.Context, appID, orderNo string, f storage.File) error {
+	b, err := json.Marshal(f)
+	if err != nil {
+		return fmt.Errorf("encode stored evidence file: %w", err)
+	}
+	if err := fileScript.Run(ctx, s.rdb, s.keys(appID, orderNo), fieldFile+f.Kind, b, s.ttl.Milliseconds()).Err(); err != nil {
+		return fmt.Errorf("remember stored evidence file: %w", err)
+	}
+	return nil
+}
+
+// State is an order's bookkeeping.
+type State struct {
+	Since    time.Time               // start of the result-wait clock; zero when not running
+	GetFile  string                  // get_file remembered by Decide
+	Files    map[string]storage.File // stored evidence files by kind
+	Rejected map[string]int          // distinct refused ticket generations by phase
+}
+
+// State reads the order's bookkeeping; an order without any has a State
+// with empty maps.
+func (s *Store) State(ctx context.Context, appID, orderNo string) (*State, error) {
+	m, err := s.rdb.HGetAll(ctx, stateKey(appID, orderNo)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("read order state: %w", err)
+	}
+	st := &State{Files: map[string]storage.File{}, Rejected: map[string]int{}}
+	for k, v := range m {
+		switch {
+		case k == fieldSince:
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+				st.Since = time.UnixMilli(ms)
+			}
+		case k == fieldGetFile:
+			st.GetFile = v
+		case strings.HasPrefix(k, fieldFile):
+			var f storage.File
+			if err := json.Unmarshal([]byte(v), &f); err != nil {
+				return nil, fmt.Errorf("order state %s: field %s: %w", stateKey(appID, orderNo), k, err)
+			}
+			st.Files[strings.TrimPrefix(k, fieldFile)] = f
+		case strings.HasPrefix(k, fieldReject):
+			st.Rejected[strings.TrimPrefix(k, fieldReject)] = len(strings.Split(v, ","))
+		}
+	}
+	return st, nil
+}
+
+// casTries bounds UpdateEvidence's compare-and-set loop; two handlers of
+// one order at once is already rare.
+const casTries = 20
+
+// UpdateEvidence applies fn to the stored record's evidence and writes the
+// result, keeping the record's TTL, unless fn returns false. A record that
+// changed between the read and the write is read again and fn applied
+// anew, so no update is lost. It returns the record as it stands and its
+// JSON.
+func (s *Store) UpdateEvidence(ctx context.Context, appID, orderNo string, fn func(*Evidence) bool) (*Record, []byte, error) {
+	key := RecordKey(appID, orderNo)
+	_, cur, err := s.Get(ctx, appID, orderNo)
+	if err != nil {
+		return nil, nil, err
+	}
+	for range casTries {
+		r, err := decode(key, cur)
+		if err != nil {
+			return nil, nil, err
+		}
+		if !fn(&r.Evidence) {
+			return r, cur, nil
+		}
+		if r.Evidence.Files == nil {
+			r.Evidence.Files = []storage.File{}
+		}
+		next, err := json.Marshal(r)
+		if err != nil {
+			return nil, nil, fmt.Errorf("encode decision record: %w", err)
+		}
+		v, err := casScript.Run(ctx, s.rdb, []string{key}, cur, next).Slice()
+		if err != nil {
+			return nil, nil, fmt.Errorf("update evidence of %s: %w", key, err)
+		}
+		n, _ := v[0].(int64)
+		switch {
+		case n == 1:
+			return r, next, nil
+		case n == -1:
+			return nil, nil, fmt.Errorf("%s: %w", key, ErrNoRecord)
+		case len(v) == 2:
+			s, _ := v[1].(string)
+			cur = []byte(s)
+		default:
+			return nil, nil, fmt.Errorf("update evidence of %s: unexpected answer", key)
+		}
+	}
+	return nil, nil, fmt.Errorf("update evidence of %s: too much contention", key)
+}
+
+// Delete removes the order's record and bookkeeping.
+func (s *Store) Delete(ctx context.Context, appID, orderNo string) error {
+	if err := s.rdb.Del(ctx, RecordKey(appID, orderNo), stateKey(appID, orderNo)).Err(); err != nil {
+		return fmt.Errorf("delete order state: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) keys(appID, orderNo string) []string {
+	return []string{RecordKey(appID, orderNo), stateKey(appID, orderNo)}
+}
