@@ -12,6 +12,7 @@ import (
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 // maxRejectedTickets is how many fresh tickets the provider may refuse for
@@ -46,11 +47,11 @@ func (w *Worker) invalidPayload(t *asynq.Task, err error) error {
 // reading the record first: recording finds the first decision and keeps it.
 func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult, log *zap.Logger) (string, error) {
 	if !w.apps[p.AppID] {
-		rec := errorRecord(p.AppID, p.OrderNo, CodeUnknownApp, "app "+p.AppID+" is not configured on this worker (FACESYNC_APPS)")
+		rec := errorRecord(p.AppID, p.OrderNo, orderstore.CodeUnknownApp, "app "+p.AppID+" is not configured on this worker (FACESYNC_APPS)")
 		if _, err := w.record(ctx, t, p, rec, log); err != nil {
 			return "retry", err
 		}
-		return StatusError, fmt.Errorf("unknown app %q: %w", p.AppID, asynq.SkipRetry)
+		return orderstore.StatusError, fmt.Errorf("unknown app %q: %w", p.AppID, asynq.SkipRetry)
 	}
 
 	tk, err := w.tickets.Get(ctx, p.AppID)
@@ -63,38 +64,38 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 	class := idasc.ClassOf(err)
 	w.m.providerCodes.WithLabelValues("sync", answerLabel(class)).Inc()
 
-	var rec *Record
+	var rec *orderstore.Record
 	switch class {
 	case idasc.ClassNone:
-		rec = recordFromResult(p.AppID, p.OrderNo, res, StatusPassed)
+		rec = recordFromResult(p.AppID, p.OrderNo, res, orderstore.StatusPassed)
 	case idasc.ClassFailed:
-		rec = recordFromResult(p.AppID, p.OrderNo, res, StatusFailed)
+		rec = recordFromResult(p.AppID, p.OrderNo, res, orderstore.StatusFailed)
 	case idasc.ClassNotReady:
-		since, serr := w.store.since(ctx, p.AppID, p.OrderNo, w.now(), 2*w.cfg.ResultWait+time.Hour)
+		since, serr := w.store.NoteNotReady(ctx, p.AppID, p.OrderNo, w.now())
 		if serr != nil {
 			return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, serr), log)
 		}
 		if w.now().Sub(since) < w.cfg.ResultWait {
 			return w.retryOrGiveUp(ctx, t, p, retry(retryNotReady, err), log)
 		}
-		rec = errorRecord(p.AppID, p.OrderNo, CodeNoResult,
+		rec = errorRecord(p.AppID, p.OrderNo, orderstore.CodeNoResult,
 			fmt.Sprintf("the provider had no result for the order after waiting %v (code %s)", w.cfg.ResultWait, idasc.CodeNotReady))
 	case idasc.ClassRejected:
 		if rerr := w.tickets.Reject(ctx, p.AppID, tk.Generation); rerr != nil {
 			log.Warn("could not report the refused ticket", zap.Int64("generation", tk.Generation), zap.Error(rerr))
 		}
-		n, rerr := w.store.addRejected(ctx, rejectedKey(p.AppID, p.OrderNo), tk.Generation)
+		n, rerr := w.store.CountRejected(ctx, p.AppID, p.OrderNo, orderstore.PhaseDecision, tk.Generation)
 		if rerr != nil {
 			return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, rerr), log)
 		}
-		log.Warn("provider refused the ticket", zap.Int64("generation", tk.Generation), zap.Int64("refused_generations", n))
+		log.Warn("provider refused the ticket", zap.Int64("generation", tk.Generation), zap.Int("refused_generations", n))
 		if n < maxRejectedTickets {
 			return w.retryOrGiveUp(ctx, t, p, retry(retryRejected, err), log)
 		}
-		rec = errorRecord(p.AppID, p.OrderNo, CodeProviderRejected,
+		rec = errorRecord(p.AppID, p.OrderNo, orderstore.CodeProviderRejected,
 			fmt.Sprintf("the provider refused the request (code %s) with %d fresh tickets", idasc.CodeRejected, n))
 	case idasc.ClassHTTP4xx:
-		rec = errorRecord(p.AppID, p.OrderNo, CodeProviderHTTP4xx, "the provider answered "+errorStatus(err))
+		rec = errorRecord(p.AppID, p.OrderNo, orderstore.CodeProviderHTTP4xx, "the provider answered "+errorStatus(err))
 	default:
 		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
 	}
@@ -108,7 +109,7 @@ func (w *Worker) retryOrGiveUp(ctx context.Context, t *asynq.Task, p tasks.Fetch
 	if ctx.Err() != nil || !lastAttempt(ctx) {
 		return "retry", err
 	}
-	rec := errorRecord(p.AppID, p.OrderNo, CodeRetriesExhausted,
+	rec := errorRecord(p.AppID, p.OrderNo, orderstore.CodeRetriesExhausted,
 		"the task's retry budget ran out before a decision could be obtained; last error: "+err.Error())
 	outcome, rerr := w.record(ctx, t, p, rec, log)
 	if rerr != nil {
@@ -121,27 +122,27 @@ func (w *Worker) retryOrGiveUp(ctx context.Context, t *asynq.Task, p tasks.Fetch
 // wins), publishes the stored record as the task's result and makes sure
 // the evidence task it calls for exists. It returns the outcome: the new
 // record's status, or "duplicate".
-func (w *Worker) record(ctx context.Context, t *asynq.Task, p tasks.FetchResult, rec *Record, log *zap.Logger) (string, error) {
+func (w *Worker) record(ctx context.Context, t *asynq.Task, p tasks.FetchResult, rec *orderstore.Record, log *zap.Logger) (string, error) {
 	now := w.now()
 	rec.DecidedAt = now.UTC().Format(time.RFC3339)
-	rec.Evidence = Evidence{Status: EvidenceSkipped, Files: []storage.File{}}
+	rec.Evidence = orderstore.Evidence{Status: orderstore.EvidenceSkipped, Files: []storage.File{}}
 	getFile := p.GetFile.Or()
-	if rec.Status != StatusError && getFile != tasks.GetFileNone {
-		rec.Evidence.Status = EvidencePending
+	if rec.Status != orderstore.StatusError && getFile != tasks.GetFileNone {
+		rec.Evidence.Status = orderstore.EvidencePending
 	}
-	c, err := w.store.create(ctx, rec, string(getFile))
+	c, err := w.store.Decide(ctx, rec, string(getFile))
 	if err != nil {
 		return "retry", retry(retryTransient, err)
 	}
-	writeResult(t, c.raw, log)
-	outcome, decided := c.rec.Status, now
-	if !c.created {
-		outcome, decided = "duplicate", decidedAt(c.rec, now)
-		if c.getFile != "" {
-			getFile = tasks.GetFile(c.getFile) // the first order's wish, not the duplicate's
+	writeResult(t, c.Raw, log)
+	outcome, decided := c.Record.Status, now
+	if !c.Created {
+		outcome, decided = "duplicate", decidedAt(c.Record, now)
+		if c.GetFile != "" {
+			getFile = tasks.GetFile(c.GetFile) // the first order's wish, not the duplicate's
 		}
 	}
-	if err := w.ensureEvidenceTask(ctx, c.rec, getFile, decided); err != nil {
+	if err := w.ensureEvidenceTask(ctx, c.Record, getFile, decided); err != nil {
 		return "retry", retry(retryTransient, err)
 	}
 	return outcome, nil
@@ -151,8 +152,8 @@ func (w *Worker) record(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 // one already queued counts as success. The delay counts from the
 // decision, so the fetch never runs earlier than the evidence delay after
 // it, and a late duplicate does not push it back.
-func (w *Worker) ensureEvidenceTask(ctx context.Context, rec *Record, getFile tasks.GetFile, decided time.Time) error {
-	if rec.Evidence.Status != EvidencePending {
+func (w *Worker) ensureEvidenceTask(ctx context.Context, rec *orderstore.Record, getFile tasks.GetFile, decided time.Time) error {
+	if rec.Evidence.Status != orderstore.EvidencePending {
 		return nil
 	}
 	if getFile == tasks.GetFileNone {
@@ -166,7 +167,7 @@ func (w *Worker) ensureEvidenceTask(ctx context.Context, rec *Record, getFile ta
 
 // decidedAt returns when a stored record was decided, rounded up: the
 // record keeps whole seconds.
-func decidedAt(rec *Record, now time.Time) time.Time {
+func decidedAt(rec *orderstore.Record, now time.Time) time.Time {
 	t, err := time.Parse(time.RFC3339, rec.DecidedAt)
 	if err != nil {
 		return now

@@ -14,6 +14,7 @@ import (
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 // HandleFetchEvidence handles faceid:fetch_evidence: it calls sync with
@@ -54,17 +55,17 @@ func getFileFor(missing []string) string {
 }
 
 func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, log *zap.Logger) (string, error) {
-	rec, err := w.store.get(ctx, p.AppID, p.OrderNo)
+	rec, raw, err := w.store.Get(ctx, p.AppID, p.OrderNo)
+	if errors.Is(err, orderstore.ErrNoRecord) {
+		return "no_record", fmt.Errorf("order %s:%s has no decision record (expired or never written): %w", p.AppID, p.OrderNo, asynq.SkipRetry)
+	}
 	if err != nil {
 		return "retry", retry(retryTransient, err)
 	}
-	if rec == nil {
-		return "no_record", fmt.Errorf("order %s:%s has no decision record (expired or never written): %w", p.AppID, p.OrderNo, asynq.SkipRetry)
-	}
-	if rec.Evidence.Status != EvidencePending {
+	if rec.Final() {
 		// Finished (or never asked for): asynq delivers at least once, and
 		// a finished order is not fetched again.
-		writeRecord(t, rec, log)
+		writeResult(t, raw, log)
 		return "duplicate", nil
 	}
 	// A stored manifest means the evidence is done, even if the record
@@ -80,10 +81,11 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 		w.m.decisionAge.Observe(w.now().Sub(p.DecidedAt).Seconds())
 	}
 
-	have, err := w.store.storedFiles(ctx, p.AppID, p.OrderNo)
+	st, err := w.store.State(ctx, p.AppID, p.OrderNo)
 	if err != nil {
 		return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, err), log)
 	}
+	have := st.Files
 	missing := missingKinds(p.GetFile, have)
 	if len(missing) > 0 {
 		gen, perr := w.download(ctx, p, missing, have, log)
@@ -92,23 +94,23 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 			// storage upload reading it, and is final all the same.
 			switch class := idasc.ClassOf(perr); {
 			case class == idasc.ClassInvalid:
-				return w.finishEvidence(ctx, t, p, rec, have, EvidenceFailed, perr.Error(), log)
+				return w.finishEvidence(ctx, t, p, rec, have, orderstore.EvidenceFailed, perr.Error(), log)
 			case class == idasc.ClassNotReady:
 				// Treated like missing files below.
 			case class == idasc.ClassRejected:
 				// As for decisions: three fresh tickets refused and the
 				// order is given up, rather than minting a token a second.
-				n, rerr := w.store.addRejected(ctx, evidenceRejectedKey(p.AppID, p.OrderNo), gen)
+				n, rerr := w.store.CountRejected(ctx, p.AppID, p.OrderNo, orderstore.PhaseEvidence, gen)
 				if rerr != nil {
 					return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, rerr), log)
 				}
 				if n >= maxRejectedTickets {
 					msg := fmt.Sprintf("the provider refused the evidence request (code %s) with %d fresh tickets", idasc.CodeRejected, n)
-					return w.finishEvidence(ctx, t, p, rec, have, EvidenceFailed, msg, log)
+					return w.finishEvidence(ctx, t, p, rec, have, orderstore.EvidenceFailed, msg, log)
 				}
 				return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryRejected, perr), log)
 			case class == idasc.ClassHTTP4xx:
-				return w.finishEvidence(ctx, t, p, rec, have, EvidenceFailed, "the provider answered "+errorStatus(perr), log)
+				return w.finishEvidence(ctx, t, p, rec, have, orderstore.EvidenceFailed, "the provider answered "+errorStatus(perr), log)
 			default:
 				return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, perr), log)
 			}
@@ -116,12 +118,12 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 		missing = missingKinds(p.GetFile, have)
 	}
 	if len(missing) == 0 {
-		return w.finishEvidence(ctx, t, p, rec, have, EvidenceStored, "", log)
+		return w.finishEvidence(ctx, t, p, rec, have, orderstore.EvidenceStored, "", log)
 	}
 	deadline := p.DecidedAt.Add(w.cfg.EvidenceDelay + w.cfg.EvidenceWait)
 	if !w.now().Before(deadline) || lastAttempt(ctx) {
 		msg := fmt.Sprintf("the provider returned no %v within %v", missing, w.cfg.EvidenceWait)
-		return w.finishEvidence(ctx, t, p, rec, have, EvidenceUnavailable, msg, log)
+		return w.finishEvidence(ctx, t, p, rec, have, orderstore.EvidenceUnavailable, msg, log)
 	}
 	return "retry", retry(retryNotReady, fmt.Errorf("evidence not ready yet: %v missing", missing))
 }
@@ -163,7 +165,7 @@ func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []
 			}
 			w.m.uploadDuration.WithLabelValues(kind).Observe(time.Since(up).Seconds())
 			w.m.evidenceBytes.WithLabelValues(kind).Add(float64(f.Size))
-			if err := w.store.addStoredFile(ctx, p.AppID, p.OrderNo, f); err != nil {
+			if err := w.store.NoteFile(ctx, p.AppID, p.OrderNo, f); err != nil {
 				return fmt.Errorf("store evidence: %w", err)
 			}
 			have[kind] = f
@@ -187,23 +189,27 @@ func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []
 
 // evidenceRetryOrGiveUp retries, unless the retry budget is spent: then the
 // evidence ends failed, keeping whatever was stored.
-func (w *Worker) evidenceRetryOrGiveUp(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, rec *Record, err error, log *zap.Logger) (string, error) {
+func (w *Worker) evidenceRetryOrGiveUp(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, rec *orderstore.Record, err error, log *zap.Logger) (string, error) {
 	if ctx.Err() != nil || !lastAttempt(ctx) {
 		return "retry", err
 	}
-	have, herr := w.store.storedFiles(ctx, p.AppID, p.OrderNo)
+	st, herr := w.store.State(ctx, p.AppID, p.OrderNo)
 	if herr != nil {
 		return "retry", errors.Join(err, herr)
 	}
-	return w.finishEvidence(ctx, t, p, rec, have, EvidenceFailed, "retry budget spent; last error: "+err.Error(), log)
+	return w.finishEvidence(ctx, t, p, rec, st.Files, orderstore.EvidenceFailed, "retry budget spent; last error: "+err.Error(), log)
 }
 
 // finishEvidence writes the manifest for the files stored (if any) and the
 // record's final evidence status.
-func (w *Worker) finishEvidence(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, rec *Record, have map[string]storage.File, status, msg string, log *zap.Logger) (string, error) {
-	ev := Evidence{Status: status, Msg: msg, Files: sortedFiles(have)}
+func (w *Worker) finishEvidence(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, rec *orderstore.Record, have map[string]storage.File, status, msg string, log *zap.Logger) (string, error) {
+	ev := orderstore.Evidence{Status: status, Msg: msg, Files: sortedFiles(have)}
 	if len(ev.Files) > 0 {
-		key, err := w.sink.PutManifest(ctx, rec.manifest(ev.Files, w.now()))
+		m, err := manifestFor(rec, ev.Files, w.now())
+		if err != nil {
+			return "retry", retry(retryTransient, err)
+		}
+		key, err := w.sink.PutManifest(ctx, m)
 		if errors.Is(err, storage.ErrManifestExists) {
 			m, gerr := w.sink.GetManifest(ctx, p.AppID, p.OrderNo)
 			if gerr != nil {
@@ -216,8 +222,8 @@ func (w *Worker) finishEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetc
 		}
 		ev.ManifestKey = key
 	}
-	stored, err := w.store.updateEvidence(ctx, p.AppID, p.OrderNo, func(e *Evidence) bool {
-		if e.Status == EvidenceStored {
+	_, stored, err := w.store.UpdateEvidence(ctx, p.AppID, p.OrderNo, func(e *orderstore.Evidence) bool {
+		if e.Status == orderstore.EvidenceStored {
 			return false // never step back from stored
 		}
 		*e = ev
@@ -226,7 +232,7 @@ func (w *Worker) finishEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetc
 	if err != nil {
 		return "retry", retry(retryTransient, err)
 	}
-	writeRecord(t, stored, log)
+	writeResult(t, stored, log)
 	log.Info("evidence finished", zap.String("evidence", status), zap.Int("files", len(ev.Files)), zap.String("reason", msg))
 	return "evidence_" + status, nil
 }
@@ -241,13 +247,13 @@ func (w *Worker) adoptManifest(ctx context.Context, t *asynq.Task, p tasks.Fetch
 	for _, f := range m.Files {
 		have[f.Kind] = f
 	}
-	ev := Evidence{Status: EvidenceStored, ManifestKey: key, Files: sortedFiles(have)}
+	ev := orderstore.Evidence{Status: orderstore.EvidenceStored, ManifestKey: key, Files: sortedFiles(have)}
 	if missing := missingKinds(p.GetFile, have); len(missing) > 0 {
-		ev.Status = EvidenceUnavailable
+		ev.Status = orderstore.EvidenceUnavailable
 		ev.Msg = fmt.Sprintf("the manifest lists no %v", missing)
 	}
-	stored, err := w.store.updateEvidence(ctx, p.AppID, p.OrderNo, func(e *Evidence) bool {
-		if e.Status != EvidencePending {
+	_, stored, err := w.store.UpdateEvidence(ctx, p.AppID, p.OrderNo, func(e *orderstore.Evidence) bool {
+		if e.Status != orderstore.EvidencePending {
 			return false // already finished, with its own reason
 		}
 		*e = ev
@@ -256,7 +262,7 @@ func (w *Worker) adoptManifest(ctx context.Context, t *asynq.Task, p tasks.Fetch
 	if err != nil {
 		return "retry", retry(retryTransient, err)
 	}
-	writeRecord(t, stored, log)
+	writeResult(t, stored, log)
 	return "evidence_" + ev.Status, nil
 }
 

@@ -6,17 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
-	"github.com/alicebob/miniredis/v2"
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/facesync/facesync/storage"
-	"github.com/facesync/facesync/ticketcache/ticketcachetest"
 	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 func TestMaskIDNo(t *testing.T) {
@@ -55,7 +52,7 @@ func TestMaskName(t *testing.T) {
 
 func TestRecordFromResultMasks(t *testing.T) {
 	t.Parallel()
-	r := recordFromResult("A", "O", &idasc.Result{Code: "0", IDNo: "110101199003071234", Name: "张三"}, StatusPassed)
+	r := recordFromResult("A", "O", &idasc.Result{Code: "0", IDNo: "110101199003071234", Name: "张三"}, orderstore.StatusPassed)
 	if r.IDNo != "110***********1234" || r.Name != "张*" {
 		t.Fatalf("recordFromResult kept PII: %+v", r)
 	}
@@ -90,85 +87,6 @@ func TestRetryDelay(t *testing.T) {
 	}
 }
 
-func TestFirstDecisionWins(t *testing.T) {
-	t.Parallel()
-	mr := miniredis.RunT(t)
-	s := &store{rdb: redis.NewClient(&redis.Options{Addr: mr.Addr()}), ttl: time.Hour}
-	ctx := context.Background()
-	first := &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusPassed, Code: "0"}, Evidence: Evidence{Status: EvidencePending}}
-	c, err := s.create(ctx, first, "2")
-	if err != nil || !c.created || c.rec.Status != StatusPassed || c.getFile != "2" {
-		t.Fatalf("create(first) = %+v, %v", c, err)
-	}
-	second := &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusError, Code: CodeRetriesExhausted}}
-	c, err = s.create(ctx, second, "1")
-	if err != nil || c.created || c.rec.Status != StatusPassed || c.getFile != "2" {
-		t.Fatalf("create(second) = %+v, %v, want the first record and its get_file kept", c, err)
-	}
-	var stored Record
-	if err := json.Unmarshal(c.raw, &stored); err != nil || stored.Status != StatusPassed {
-		t.Errorf("raw record %s (%v), want the first one", c.raw, err)
-	}
-	if ttl := mr.TTL(DecisionKey("A", "O")); ttl != time.Hour {
-		t.Errorf("record TTL = %v, want 1h", ttl)
-	}
-}
-
-// TestUpdateEvidenceNoLostUpdate runs many concurrent read-modify-writes on
-// one record on a real Redis: each appends a file, none may be lost.
-func TestUpdateEvidenceNoLostUpdate(t *testing.T) {
-	t.Parallel()
-	db := ticketcachetest.NewDB(t)
-	s := &store{rdb: db.Client, ttl: time.Hour}
-	ctx := context.Background()
-	if _, err := s.create(ctx, &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: StatusPassed}, Evidence: Evidence{Status: EvidencePending}}, "1"); err != nil {
-		t.Fatal(err)
-	}
-	const n = 16
-	var wg sync.WaitGroup
-	errs := make(chan error, n)
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			_, err := s.updateEvidence(ctx, "A", "O", func(e *Evidence) bool {
-				e.Files = append(e.Files, storage.File{Kind: fmt.Sprint(i)})
-				return true
-			})
-			errs <- err
-		}()
-	}
-	wg.Wait()
-	close(errs)
-	for err := range errs {
-		if err != nil {
-			t.Fatal(err)
-		}
-	}
-	r, err := s.get(ctx, "A", "O")
-	if err != nil || len(r.Evidence.Files) != n {
-		t.Fatalf("after %d concurrent updates the record has %d files (%v), want %d", n, len(r.Evidence.Files), err, n)
-	}
-	if ttl := db.Client.TTL(ctx, DecisionKey("A", "O")).Val(); ttl <= 0 {
-		t.Errorf("TTL after updates = %v, want kept", ttl)
-	}
-}
-
-func TestResultWaitClockStartsOnce(t *testing.T) {
-	t.Parallel()
-	mr := miniredis.RunT(t)
-	s := &store{rdb: redis.NewClient(&redis.Options{Addr: mr.Addr()}), ttl: time.Hour}
-	t0 := time.UnixMilli(1_700_000_000_000)
-	got, err := s.since(context.Background(), "A", "O", t0, time.Hour)
-	if err != nil || !got.Equal(t0) {
-		t.Fatalf("since first = %v, %v", got, err)
-	}
-	got, err = s.since(context.Background(), "A", "O", t0.Add(time.Minute), time.Hour)
-	if err != nil || !got.Equal(t0) {
-		t.Fatalf("since later = %v, %v, want the first time %v", got, err, t0)
-	}
-}
-
 func TestConfigRefusesShortEvidenceDelay(t *testing.T) {
 	t.Parallel()
 	c := Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, EvidenceDelay: 500 * time.Millisecond}
@@ -182,10 +100,10 @@ func TestConfigRefusesShortEvidenceDelay(t *testing.T) {
 func TestRecordJSONFrozen(t *testing.T) {
 	t.Parallel()
 	f := storage.File{Kind: "photo", Key: "evidence/A/O/photo.jpg", ContentType: "image/jpeg", Size: 3, SHA256: "ab"}
-	r := &Record{Decision: storage.Decision{AppID: "A", OrderNo: "O", Status: "passed", Code: "0", Msg: "m",
+	r := &orderstore.Record{Decision: orderstore.Decision{AppID: "A", OrderNo: "O", Status: "passed", Code: "0", Msg: "m",
 		BizSeqNo: "b", TransactionTime: "t", OccurredTime: "o", LiveRate: "100", Similarity: "95.0",
 		IDType: "01", IDNo: "110***********1234", Name: "张*", DecidedAt: "2026-11-28T01:02:03Z"},
-		Evidence: Evidence{Status: "stored", ManifestKey: "evidence/A/O/manifest.json", Files: []storage.File{f}}}
+		Evidence: orderstore.Evidence{Status: "stored", ManifestKey: "evidence/A/O/manifest.json", Files: []storage.File{f}}}
 	got, err := json.Marshal(r)
 	if err != nil {
 		t.Fatal(err)
@@ -198,7 +116,11 @@ func TestRecordJSONFrozen(t *testing.T) {
 	if string(got) != want {
 		t.Errorf("record JSON =\n%s\nwant\n%s", got, want)
 	}
-	m, err := json.Marshal(r.manifest([]storage.File{f}, time.Date(2026, 11, 28, 1, 2, 4, 0, time.UTC)))
+	mf, err := manifestFor(r, []storage.File{f}, time.Date(2026, 11, 28, 1, 2, 4, 0, time.UTC))
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := json.Marshal(mf)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -206,5 +128,14 @@ func TestRecordJSONFrozen(t *testing.T) {
 		`{"kind":"photo","key":"evidence/A/O/photo.jpg","content_type":"image/jpeg","size":3,"sha256":"ab"}]}`
 	if string(m) != wantM {
 		t.Errorf("manifest JSON =\n%s\nwant\n%s", m, wantM)
+	}
+	// A failed record names its category; it sits after msg.
+	r.Status, r.Code, r.Category = "failed", "66660015", "identity"
+	got, err = json.Marshal(r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(got), `"msg":"m","category":"identity","biz_seq_no"`) {
+		t.Errorf("failed record JSON = %s, want category after msg", got)
 	}
 }

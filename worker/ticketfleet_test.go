@@ -13,26 +13,8 @@ import (
 	"github.com/facesync/facesync/ticketcache/ticketcachetest"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
+	"github.com/facesync/facesync/worker/workertest"
 )
-
-// clock is a time both the fake provider and the ticket caches read, moved
-// by the test.
-type clock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-func (c *clock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.t = c.t.Add(d)
-	c.mu.Unlock()
-}
 
 // TestTicketFleetAgainstFakeProvider runs 8 simulated pods (each its own
 // Redis client and cache) x 50 goroutines signing real sync requests
@@ -41,7 +23,7 @@ func (c *clock) advance(d time.Duration) {
 func TestTicketFleetAgainstFakeProvider(t *testing.T) {
 	t.Parallel()
 	db := ticketcachetest.NewDB(t)
-	clk := &clock{t: time.Now()}
+	clk := workertest.NewClock(time.Now())
 	fake := idasctest.NewServer(t, idasctest.Options{Apps: map[string]string{appID: secret}, Now: clk.Now})
 	provider := idasc.New(fake.URL)
 	const maxAge = 20 * time.Minute
@@ -109,7 +91,7 @@ func TestTicketFleetAgainstFakeProvider(t *testing.T) {
 	const step = 20 * time.Second
 	for elapsed := time.Duration(0); elapsed < 3*maxAge+2*time.Minute; elapsed += step {
 		now := stepNo.Load()
-		waitFor(t, 30*time.Second, "every goroutine to sign at this step and no refresh under way or due", func() bool {
+		workertest.WaitFor(t, 30*time.Second, "every goroutine to sign at this step and no refresh under way or due", func() bool {
 			for i := range cycled {
 				if cycled[i].Load() < now {
 					return false
@@ -122,7 +104,7 @@ func TestTicketFleetAgainstFakeProvider(t *testing.T) {
 				clk.Now().Sub(e.TicketFetchedAt) < maxAge
 		})
 		stepNo.Add(1)
-		clk.advance(step)
+		clk.Advance(step)
 	}
 	time.Sleep(100 * time.Millisecond)
 	cancel()

@@ -5,7 +5,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -21,6 +20,7 @@ import (
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 // Provider is what the worker calls of the provider client (*idasc.Client).
@@ -111,7 +111,7 @@ type Deps struct {
 type Worker struct {
 	cfg      Config
 	apps     map[string]bool
-	store    *store
+	store    *orderstore.Store
 	provider Provider
 	tickets  Tickets
 	sink     storage.Sink
@@ -150,10 +150,14 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: register metrics: %w", err)
 	}
+	store, err := orderstore.New(d.Redis, orderstore.Config{TTL: cfg.DecisionTTL})
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
 	w := &Worker{
 		cfg:      cfg,
 		apps:     make(map[string]bool, len(cfg.Apps)),
-		store:    &store{rdb: d.Redis, ttl: cfg.DecisionTTL},
+		store:    store,
 		provider: d.Provider,
 		tickets:  d.Tickets,
 		sink:     d.Sink,
@@ -313,14 +317,4 @@ func writeResult(t *asynq.Task, raw []byte, log *zap.Logger) {
 	if _, err := t.ResultWriter().Write(raw); err != nil {
 		log.Warn("could not write task result", zap.Error(err))
 	}
-}
-
-// writeRecord encodes rec and stores it as the task's asynq result.
-func writeRecord(t *asynq.Task, rec *Record, log *zap.Logger) {
-	raw, err := json.Marshal(rec)
-	if err != nil {
-		log.Warn("could not encode task result", zap.Error(err))
-		return
-	}
-	writeResult(t, raw, log)
 }
