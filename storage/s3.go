@@ -78,6 +78,46 @@ type Config struct {
 	NowFunc func() time.Time
 }
 
+// ConfigError is what Validate returns: the Config field at fault and why,
+// so that a caller can name its own setting for the field.
+type ConfigError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return "storage: " + e.Msg }
+
+// Validate checks c, zero values standing for the defaults. Bucket is
+// required.
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case c.Prefix != "" && (!strings.HasSuffix(c.Prefix, "/") || strings.HasPrefix(c.Prefix, "/")):
+		return bad("Prefix", "prefix %q must end with / and not start with /", truncate(c.Prefix))
+	case c.PartSize != 0 && (c.PartSize < MinPartSize || c.PartSize > MaxPartSize):
+		return bad("PartSize", "part size %d out of range [%d, %d]", c.PartSize, MinPartSize, int64(MaxPartSize))
+	case c.Concurrency != 0 && (c.Concurrency < 1 || c.Concurrency > MaxConcurrency):
+		return bad("Concurrency", "concurrency %d out of range [1, %d]", c.Concurrency, MaxConcurrency)
+	case c.SSE != "" && c.SSE != SSEAES256 && c.SSE != SSEKMS:
+		return bad("SSE", "server-side encryption %q: want %s or %s", truncate(c.SSE), SSEAES256, SSEKMS)
+	case c.KMSKeyID != "" && c.SSE != SSEKMS:
+		return bad("KMSKeyID", "kms key id given without %s encryption", SSEKMS)
+	case c.LockMode == "" && c.LockDays != 0:
+		return bad("LockDays", "lock days given without a lock mode")
+	case c.LockMode != "" && c.LockMode != LockGovernance && c.LockMode != LockCompliance:
+		return bad("LockMode", "lock mode %q: want %s or %s", truncate(c.LockMode), LockGovernance, LockCompliance)
+	case c.LockMode != "" && (c.LockDays < 1 || c.LockDays > 36500):
+		return bad("LockDays", "lock days %d out of range [1, 36500]", c.LockDays)
+	case c.FailTimeout < 0:
+		return bad("FailTimeout", "negative fail timeout %v", c.FailTimeout)
+	case c.Bucket == "": // last, so that a caller without a bucket yet can check the rest
+		return bad("Bucket", "bucket not set")
+	}
+	return nil
+}
+
 // S3 is the evidence sink on an S3-compatible bucket.
 //
 // Uploads stream through the SDK's transfer manager with the multipart
@@ -122,52 +162,20 @@ func NewS3(client *s3.Client, cfg Config) (*S3, error) {
 	if client == nil {
 		return nil, errors.New("storage: nil s3 client")
 	}
-	if cfg.Bucket == "" {
-		return nil, errors.New("storage: bucket not set")
+	if err := cfg.Validate(); err != nil {
+		return nil, err
 	}
 	if cfg.Prefix == "" {
 		cfg.Prefix = DefaultPrefix
 	}
-	if !strings.HasSuffix(cfg.Prefix, "/") || strings.HasPrefix(cfg.Prefix, "/") {
-		return nil, fmt.Errorf("storage: prefix %q must end with / and not start with /", truncate(cfg.Prefix))
-	}
 	if cfg.PartSize == 0 {
 		cfg.PartSize = MinPartSize
-	}
-	if cfg.PartSize < MinPartSize || cfg.PartSize > MaxPartSize {
-		return nil, fmt.Errorf("storage: part size %d out of range [%d, %d]", cfg.PartSize, MinPartSize, int64(MaxPartSize))
 	}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = DefaultConcurrency
 	}
-	if cfg.Concurrency < 1 || cfg.Concurrency > MaxConcurrency {
-		return nil, fmt.Errorf("storage: concurrency %d out of range [1, %d]", cfg.Concurrency, MaxConcurrency)
-	}
-	switch cfg.SSE {
-	case "", SSEAES256, SSEKMS:
-	default:
-		return nil, fmt.Errorf("storage: server-side encryption %q: want %s or %s", truncate(cfg.SSE), SSEAES256, SSEKMS)
-	}
-	if cfg.KMSKeyID != "" && cfg.SSE != SSEKMS {
-		return nil, fmt.Errorf("storage: kms key id given without %s encryption", SSEKMS)
-	}
-	switch cfg.LockMode {
-	case "":
-		if cfg.LockDays != 0 {
-			return nil, errors.New("storage: lock days given without a lock mode")
-		}
-	case LockGovernance, LockCompliance:
-		if cfg.LockDays < 1 || cfg.LockDays > 36500 {
-			return nil, fmt.Errorf("storage: lock days %d out of range [1, 36500]", cfg.LockDays)
-		}
-	default:
-		return nil, fmt.Errorf("storage: lock mode %q: want %s or %s", truncate(cfg.LockMode), LockGovernance, LockCompliance)
-	}
 	if cfg.FailTimeout == 0 {
 		cfg.FailTimeout = DefaultFailTimeout
-	}
-	if cfg.FailTimeout < 0 {
-		return nil, fmt.Errorf("storage: negative fail timeout %v", cfg.FailTimeout)
 	}
 	if cfg.NowFunc == nil {
 		cfg.NowFunc = time.Now

@@ -57,13 +57,59 @@ const (
 	DefaultEvidenceConcurrency = 4
 	DefaultEvidenceDelay       = time.Second
 	DefaultShutdownTimeout     = 25 * time.Second
-	DefaultDecisionTTL         = 168 * time.Hour
+	DefaultDecisionTTL         = orderstore.DefaultTTL
 	DefaultResultWait          = 10 * time.Minute
 	DefaultEvidenceWait        = 5 * time.Minute
 	DefaultMaxEvidenceBytes    = 256 << 20
 )
 
+// MinEvidenceDelay is the shortest evidence delay: the provider needs about
+// a second before photo and video exist.
+const MinEvidenceDelay = time.Second
+
+// ConfigError is what Validate returns: the Config field at fault and why,
+// so that a caller can name its own setting for the field.
+type ConfigError struct {
+	Field string
+	Msg   string
+}
+
+func (e *ConfigError) Error() string { return "worker: " + e.Msg }
+
+// Validate checks c, zero values standing for the defaults. Redis is not
+// checked here: New requires it.
+func (c Config) Validate() error {
+	bad := func(field, format string, args ...any) error {
+		return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
+	}
+	switch {
+	case c.Concurrency < 0:
+		return bad("Concurrency", "concurrency %d is below 1", c.Concurrency)
+	case c.EvidenceConcurrency < 0:
+		return bad("EvidenceConcurrency", "evidence concurrency %d is below 1", c.EvidenceConcurrency)
+	case c.EvidenceDelay != 0 && c.EvidenceDelay < MinEvidenceDelay:
+		return bad("EvidenceDelay", "evidence delay %v is below %v: the provider needs about a second before photo and video exist", c.EvidenceDelay, MinEvidenceDelay)
+	case c.ShutdownTimeout < 0:
+		return bad("ShutdownTimeout", "negative shutdown timeout %v", c.ShutdownTimeout)
+	case c.DecisionTTL != 0 && c.DecisionTTL < orderstore.MinTTL:
+		return bad("DecisionTTL", "decision TTL %v is below %v", c.DecisionTTL, orderstore.MinTTL)
+	case c.ResultWait < 0:
+		return bad("ResultWait", "negative result wait %v", c.ResultWait)
+	case c.EvidenceWait < 0:
+		return bad("EvidenceWait", "negative evidence wait %v", c.EvidenceWait)
+	case c.MaxEvidenceBytes < 0:
+		return bad("MaxEvidenceBytes", "negative evidence size cap %d", c.MaxEvidenceBytes)
+	}
+	return nil
+}
+
 func (c *Config) setDefaults() error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	if c.Redis == nil {
+		return errors.New("worker: no Redis connection")
+	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -82,16 +128,6 @@ func (c *Config) setDefaults() error {
 	def(&c.EvidenceWait, DefaultEvidenceWait)
 	if c.MaxEvidenceBytes == 0 {
 		c.MaxEvidenceBytes = DefaultMaxEvidenceBytes
-	}
-	switch {
-	case c.Redis == nil:
-		return errors.New("worker: no Redis connection")
-	case c.Concurrency < 1 || c.EvidenceConcurrency < 1:
-		return errors.New("worker: concurrency must be at least 1")
-	case c.EvidenceDelay < time.Second:
-		return fmt.Errorf("worker: evidence delay %v is below 1s: the provider needs about a second before photo and video exist", c.EvidenceDelay)
-	case c.ShutdownTimeout < 0 || c.DecisionTTL < time.Minute || c.ResultWait < 0 || c.EvidenceWait < 0 || c.MaxEvidenceBytes < 0:
-		return errors.New("worker: negative or too short durations or sizes in config")
 	}
 	return nil
 }

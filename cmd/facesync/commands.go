@@ -27,6 +27,7 @@ import (
 	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 func (m *Main) flags(name string) *flag.FlagSet {
@@ -116,13 +117,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 		defer stopMaintain()
 		go tickets.Maintain(mctx, apps, 30*time.Second)
 	}
-	w, err := worker.New(worker.Config{
-		Redis: aopt, Apps: apps,
-		Concurrency: c.Concurrency, EvidenceConcurrency: c.EvidenceConcurrency,
-		EvidenceDelay: c.EvidenceDelay, ShutdownTimeout: c.ShutdownTimeout,
-		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,
-		MaxEvidenceBytes: c.MaxEvidenceBytes,
-	}, worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg})
+	w, err := worker.New(c.workerConfig(aopt, apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg})
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -335,10 +330,14 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 		return err
 	}
 	defer rdb.Close()
+	store, err := orderstore.New(rdb, orderstore.Config{TTL: c.DecisionTTL})
+	if err != nil {
+		return usageErr("%v", err)
+	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	b, err := rdb.Get(ctx, worker.DecisionKey(appID, orderNo)).Bytes()
-	if errors.Is(err, redis.Nil) {
+	_, b, err := store.Get(ctx, appID, orderNo)
+	if errors.Is(err, orderstore.ErrNoRecord) {
 		return noErr("no decision record for %s:%s", appID, orderNo)
 	}
 	if err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -9,7 +10,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hibiken/asynq"
+
+	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/ticketcache"
+	"github.com/facesync/facesync/worker"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 // Config is facesync's configuration from the environment (CONTRACT.md
@@ -65,27 +72,27 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		S3Bucket:            r.str("FACESYNC_S3_BUCKET", ""),
 		S3Endpoint:          r.str("FACESYNC_S3_ENDPOINT", ""),
 		S3Region:            r.str("FACESYNC_S3_REGION", "us-east-1"),
-		S3Prefix:            r.str("FACESYNC_S3_PREFIX", "evidence/"),
-		S3SSE:               r.oneOf("FACESYNC_S3_SSE", "", "", "AES256", "aws:kms"),
+		S3Prefix:            r.str("FACESYNC_S3_PREFIX", storage.DefaultPrefix),
+		S3SSE:               r.str("FACESYNC_S3_SSE", ""),
 		S3KMSKeyID:          r.str("FACESYNC_S3_KMS_KEY_ID", ""),
-		S3LockMode:          r.oneOf("FACESYNC_S3_LOCK_MODE", "", "", "GOVERNANCE", "COMPLIANCE"),
+		S3LockMode:          r.str("FACESYNC_S3_LOCK_MODE", ""),
 		S3LockDays:          r.integer("FACESYNC_S3_LOCK_DAYS", 0, 0),
 		AWSAccessKeyID:      r.str("AWS_ACCESS_KEY_ID", ""),
 		AWSSecretAccessKey:  r.str("AWS_SECRET_ACCESS_KEY", ""),
 		AWSSessionToken:     r.str("AWS_SESSION_TOKEN", ""),
-		Concurrency:         r.integer("FACESYNC_CONCURRENCY", 50, 1),
-		EvidenceConcurrency: r.integer("FACESYNC_EVIDENCE_CONCURRENCY", 4, 1),
-		EvidenceDelay:       r.duration("FACESYNC_EVIDENCE_DELAY", time.Second, time.Second),
-		ShutdownTimeout:     r.duration("FACESYNC_SHUTDOWN_TIMEOUT", 25*time.Second, time.Second),
+		Concurrency:         r.integer("FACESYNC_CONCURRENCY", worker.DefaultConcurrency, 1),
+		EvidenceConcurrency: r.integer("FACESYNC_EVIDENCE_CONCURRENCY", worker.DefaultEvidenceConcurrency, 1),
+		EvidenceDelay:       r.duration("FACESYNC_EVIDENCE_DELAY", worker.DefaultEvidenceDelay, worker.MinEvidenceDelay),
+		ShutdownTimeout:     r.duration("FACESYNC_SHUTDOWN_TIMEOUT", worker.DefaultShutdownTimeout, time.Second),
 		HTTPAddr:            r.str("FACESYNC_HTTP_ADDR", ":9090"),
 		LogFormat:           r.oneOf("FACESYNC_LOG_FORMAT", "json", "json", "console"),
 		LogLevel:            r.oneOf("FACESYNC_LOG_LEVEL", "info", "debug", "info", "warn", "error"),
-		DecisionTTL:         r.duration("FACESYNC_DECISION_TTL", 168*time.Hour, time.Minute),
-		TicketMaxAge:        r.duration("FACESYNC_TICKET_MAX_AGE", 20*time.Minute, time.Minute),
+		DecisionTTL:         r.duration("FACESYNC_DECISION_TTL", worker.DefaultDecisionTTL, orderstore.MinTTL),
+		TicketMaxAge:        r.duration("FACESYNC_TICKET_MAX_AGE", ticketcache.DefaultMaxAge, time.Minute),
 		TicketSource:        r.oneOf("FACESYNC_TICKET_SOURCE", "own", "own", "external"),
-		ResultWait:          r.duration("FACESYNC_RESULT_WAIT", 10*time.Minute, time.Second),
-		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", 5*time.Minute, time.Second),
-		MaxEvidenceBytes:    int64(r.integer("FACESYNC_MAX_EVIDENCE_BYTES", 256<<20, 1)),
+		ResultWait:          r.duration("FACESYNC_RESULT_WAIT", worker.DefaultResultWait, time.Second),
+		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", worker.DefaultEvidenceWait, time.Second),
+		MaxEvidenceBytes:    int64(r.integer("FACESYNC_MAX_EVIDENCE_BYTES", worker.DefaultMaxEvidenceBytes, 1)),
 	}
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
 	c.Apps = r.apps(c.TicketSource == "external")
@@ -103,16 +110,52 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 			return nil, &configError{"FACESYNC_S3_ENDPOINT", "want an http:// or https:// URL"}
 		}
 	}
-	if !strings.HasSuffix(c.S3Prefix, "/") || strings.HasPrefix(c.S3Prefix, "/") {
-		return nil, &configError{"FACESYNC_S3_PREFIX", "want a key prefix like evidence/ (ending with /, not starting with one)"}
+	// The packages own their settings' rules; this maps a refusal onto
+	// the variable that set the field.
+	var se *storage.ConfigError
+	if err := c.storageConfig().Validate(); errors.As(err, &se) && se.Field != "Bucket" {
+		return nil, &configError{storageVars[se.Field], se.Msg}
 	}
-	if c.S3KMSKeyID != "" && c.S3SSE != "aws:kms" {
-		return nil, &configError{"FACESYNC_S3_KMS_KEY_ID", "set only with FACESYNC_S3_SSE=aws:kms"}
-	}
-	if (c.S3LockMode == "") != (c.S3LockDays == 0) {
-		return nil, &configError{"FACESYNC_S3_LOCK_MODE", "set FACESYNC_S3_LOCK_MODE and FACESYNC_S3_LOCK_DAYS together"}
+	var we *worker.ConfigError
+	if err := c.workerConfig(nil, nil).Validate(); errors.As(err, &we) {
+		return nil, &configError{workerVars[we.Field], we.Msg}
 	}
 	return c, nil
+}
+
+// storageVars and workerVars name the variable of each Config field that
+// the environment sets.
+var (
+	storageVars = map[string]string{
+		"Bucket": "FACESYNC_S3_BUCKET", "Prefix": "FACESYNC_S3_PREFIX", "SSE": "FACESYNC_S3_SSE",
+		"KMSKeyID": "FACESYNC_S3_KMS_KEY_ID", "LockMode": "FACESYNC_S3_LOCK_MODE", "LockDays": "FACESYNC_S3_LOCK_DAYS",
+	}
+	workerVars = map[string]string{
+		"Concurrency": "FACESYNC_CONCURRENCY", "EvidenceConcurrency": "FACESYNC_EVIDENCE_CONCURRENCY",
+		"EvidenceDelay": "FACESYNC_EVIDENCE_DELAY", "ShutdownTimeout": "FACESYNC_SHUTDOWN_TIMEOUT",
+		"DecisionTTL": "FACESYNC_DECISION_TTL", "ResultWait": "FACESYNC_RESULT_WAIT",
+		"EvidenceWait": "FACESYNC_EVIDENCE_WAIT", "MaxEvidenceBytes": "FACESYNC_MAX_EVIDENCE_BYTES",
+	}
+)
+
+// storageConfig is the evidence sink's configuration.
+func (c *Config) storageConfig() storage.Config {
+	return storage.Config{
+		Bucket: c.S3Bucket, Prefix: c.S3Prefix,
+		SSE: c.S3SSE, KMSKeyID: c.S3KMSKeyID, LockMode: c.S3LockMode, LockDays: c.S3LockDays,
+	}
+}
+
+// workerConfig is the worker's configuration on the asynq connection
+// aopt, for apps.
+func (c *Config) workerConfig(aopt asynq.RedisConnOpt, apps []string) worker.Config {
+	return worker.Config{
+		Redis: aopt, Apps: apps,
+		Concurrency: c.Concurrency, EvidenceConcurrency: c.EvidenceConcurrency,
+		EvidenceDelay: c.EvidenceDelay, ShutdownTimeout: c.ShutdownTimeout,
+		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,
+		MaxEvidenceBytes: c.MaxEvidenceBytes,
+	}
 }
 
 // requireWorker checks what `facesync worker` needs beyond LoadConfig.

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -25,8 +24,8 @@ import (
 
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
-	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 // The demo's app: the fake provider knows it, nobody else does.
@@ -149,7 +148,12 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
-	records, err := m.demoWait(ctx, rdb, started)
+	store, err := orderstore.New(rdb, orderstore.Config{TTL: c.DecisionTTL})
+	if err != nil {
+		stopWorker()
+		return infraErr(err)
+	}
+	records, err := m.demoWait(ctx, store, started)
 	stopWorker()
 	if wErr := <-werr; wErr != nil && err == nil {
 		err = wErr
@@ -215,25 +219,21 @@ func demoSink(ctx context.Context, c *Config) (*storage.S3, error) {
 
 // demoWait shows progress until every order is final and its evidence is
 // no longer pending.
-func (m *Main) demoWait(ctx context.Context, rdb *redis.Client, started time.Time) (map[string]*worker.Record, error) {
+func (m *Main) demoWait(ctx context.Context, store *orderstore.Store, started time.Time) (map[string]*orderstore.Record, error) {
 	seen := map[string]string{}
 	tick := time.NewTicker(200 * time.Millisecond)
 	defer tick.Stop()
 	for {
-		records := map[string]*worker.Record{}
+		records := map[string]*orderstore.Record{}
 		for _, o := range demoOrders {
-			b, err := rdb.Get(ctx, worker.DecisionKey(demoAppID, o.orderNo)).Bytes()
-			if errors.Is(err, redis.Nil) {
+			r, _, err := store.Get(ctx, demoAppID, o.orderNo)
+			if errors.Is(err, orderstore.ErrNoRecord) {
 				continue
 			}
 			if err != nil {
 				return nil, infraErr(err)
 			}
-			var r worker.Record
-			if err := json.Unmarshal(b, &r); err != nil {
-				return nil, infraErr(err)
-			}
-			records[o.orderNo] = &r
+			records[o.orderNo] = r
 			state := r.Status + "/" + r.Evidence.Status
 			if seen[o.orderNo] != state {
 				seen[o.orderNo] = state
@@ -243,7 +243,7 @@ func (m *Main) demoWait(ctx context.Context, rdb *redis.Client, started time.Tim
 		}
 		done := len(records) == len(demoOrders)
 		for _, r := range records {
-			if r.Evidence.Status == worker.EvidencePending {
+			if !r.Final() {
 				done = false
 			}
 		}
@@ -258,7 +258,7 @@ func (m *Main) demoWait(ctx context.Context, rdb *redis.Client, started time.Tim
 	}
 }
 
-func (m *Main) demoTable(records map[string]*worker.Record) {
+func (m *Main) demoTable(records map[string]*orderstore.Record) {
 	fmt.Fprintln(m.Stdout)
 	tw := tabwriter.NewWriter(m.Stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "ORDER\tSTATUS\tCODE\tLIVE\tSIMILARITY\tID NO\tNAME\tEVIDENCE\tFILES")

@@ -17,9 +17,10 @@ import (
 	"github.com/facesync/facesync/storage/storagetest"
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/ticketcache/ticketcachetest"
-	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
+	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/workertest"
 )
 
 const (
@@ -123,17 +124,17 @@ func (w *runningWorker) shutdown(t *testing.T) {
 	}
 }
 
-func (st *stack) record(t *testing.T, orderNo string) *worker.Record {
+func (st *stack) record(t *testing.T, orderNo string) *orderstore.Record {
 	t.Helper()
-	raw, err := st.db.Client.Get(context.Background(), worker.DecisionKey(testApp, orderNo)).Bytes()
+	store, err := orderstore.New(st.db.Client, orderstore.Config{})
 	if err != nil {
-		return nil
+		t.Fatal(err)
 	}
-	var r worker.Record
-	if err := json.Unmarshal(raw, &r); err != nil {
-		t.Fatalf("record %s: %v", raw, err)
+	r, err := workertest.ReadRecord(context.Background(), store, testApp, orderNo)
+	if err != nil {
+		t.Fatal(err)
 	}
-	return &r
+	return r
 }
 
 func TestEndToEndThreeWorkers(t *testing.T) {
@@ -171,10 +172,10 @@ func TestEndToEndThreeWorkers(t *testing.T) {
 	}
 	deadline := time.Now().Add(2 * time.Minute)
 	for orderNo, w := range orders {
-		var r *worker.Record
+		var r *orderstore.Record
 		for {
 			r = st.record(t, orderNo)
-			if r != nil && r.Evidence.Status != worker.EvidencePending {
+			if r != nil && r.Evidence.Status != orderstore.EvidencePending {
 				break
 			}
 			if time.Now().After(deadline) {
@@ -246,7 +247,7 @@ func TestEnqueueThenStatus(t *testing.T) {
 	if code, out, _ = st.run(t, "enqueue", "--app-id", testApp, "--order-no", "ord0001"); code != 0 || !strings.Contains(out, "already queued") {
 		t.Fatalf("enqueue again: exit %d, stdout %q, want already queued and exit 0", code, out)
 	}
-	var rec worker.Record
+	var rec orderstore.Record
 	deadline := time.Now().Add(time.Minute)
 	for {
 		code, out, _ = st.run(t, "status", "--app-id", testApp, "--order-no", "ord0001")
@@ -402,15 +403,15 @@ func TestExternalTicketSource(t *testing.T) {
 		t.Fatalf("enqueue: exit %d: %s", code, stderr)
 	}
 	deadline := time.Now().Add(time.Minute)
-	var r *worker.Record
-	for r == nil || r.Evidence.Status == worker.EvidencePending {
+	var r *orderstore.Record
+	for r == nil || r.Evidence.Status == orderstore.EvidencePending {
 		if time.Now().After(deadline) {
 			t.Fatalf("order not final by the deadline: %+v", r)
 		}
 		time.Sleep(100 * time.Millisecond)
 		r = st.record(t, "ext1")
 	}
-	if r.Status != worker.StatusPassed || r.Evidence.Status != worker.EvidenceStored {
+	if r.Status != orderstore.StatusPassed || r.Evidence.Status != orderstore.EvidenceStored {
 		t.Errorf("record = %+v, want passed with evidence stored", r)
 	}
 	if tm, tk := st.fake.TokenMints(testApp), st.fake.TicketMints(testApp); tm != 1 || tk != 1 {

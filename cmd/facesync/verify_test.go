@@ -35,7 +35,7 @@ func TestVerify(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := sink.PutManifest(ctx, &storage.Manifest{Decision: storage.Decision{AppID: testApp, OrderNo: order, Status: "passed", Code: "0"}, Files: []storage.File{photo, video}}); err != nil {
+		if _, err := sink.PutManifest(ctx, &storage.Manifest{AppID: testApp, OrderNo: order, Files: []storage.File{photo, video}}); err != nil {
 			t.Fatal(err)
 		}
 		return photo, video

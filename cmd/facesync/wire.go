@@ -119,10 +119,7 @@ func newSink(ctx context.Context, c *Config) (*storage.S3, error) {
 	if err != nil {
 		return nil, err
 	}
-	return storage.NewS3(client, storage.Config{
-		Bucket: c.S3Bucket, Prefix: c.S3Prefix,
-		SSE: c.S3SSE, KMSKeyID: c.S3KMSKeyID, LockMode: c.S3LockMode, LockDays: c.S3LockDays,
-	})
+	return storage.NewS3(client, c.storageConfig())
 }
 
 // pingSink checks the bucket answers, within a few seconds.

@@ -139,11 +139,19 @@ func (p *Proc) Wait(d time.Duration) bool {
 
 // Err is the process's exit, once Wait reported it exited.
 func (p *Proc) Err() error {
+	if !p.Exited() {
+		return nil
+	}
+	return p.err
+}
+
+// Exited reports whether the process has exited.
+func (p *Proc) Exited() bool {
 	select {
 	case <-p.done:
-		return p.err
+		return true
 	default:
-		return nil
+		return false
 	}
 }
 
@@ -162,11 +170,10 @@ func (p *Proc) Tail(n int) string {
 	return strings.Join(lines, "\n")
 }
 
-// CleanEnv is a child's base environment: PATH and a HOME of its own, and
-// AWS's shared files and metadata service out of reach, so that no
-// FACESYNC_ or AWS_ variable of the machine leaks into a test.
-func CleanEnv(tb testing.TB) []string {
-	home := tb.TempDir()
+// CleanEnv is a child's base environment: PATH, home as HOME, and AWS's
+// shared files and metadata service out of reach, so that no FACESYNC_ or
+// AWS_ variable of the machine leaks into a test.
+func CleanEnv(home string) []string {
 	return []string{
 		"PATH=" + os.Getenv("PATH"),
 		"HOME=" + home,

@@ -7,8 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 // waitUploading waits until at least n bytes of the slowed evidence answer
@@ -30,7 +30,7 @@ func (s *stack) waitUploading(slow *slowdown, n int64, key string) {
 func (s *stack) mustBePending(orderNo string) {
 	s.t.Helper()
 	r, err := s.record(s.t.Context(), orderNo)
-	if err != nil || r == nil || r.Evidence.Status != worker.EvidencePending {
+	if err != nil || r == nil || r.Evidence.Status != orderstore.EvidencePending {
 		s.t.Fatalf("record of %s = %+v (%v), want a decision with evidence pending", orderNo, r, err)
 	}
 }
@@ -42,7 +42,7 @@ func (s *stack) mustBePending(orderNo string) {
 func TestKillMidUpload(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, "TIDAKILL")
-	big := order{orderNo: "kill-big", status: worker.StatusPassed, evidence: worker.EvidenceStored}
+	big := order{orderNo: "kill-big", status: orderstore.StatusPassed, evidence: orderstore.EvidenceStored}
 	s.prov.SetScenario(s.app, big.orderNo, idasctest.Scenario{VideoSize: 100 << 20})
 	// About 8 s for the video's 133 MiB of base64: time to land the kill.
 	slow := s.prov.Slow(big.orderNo, 16<<20, 1)
@@ -54,7 +54,7 @@ func TestKillMidUpload(t *testing.T) {
 		s.enqueue(o)
 	}
 	s.waitUploading(slow, 40<<20, "evidence/"+s.app+"/"+big.orderNo+"/video.mp4")
-	w1.kill()
+	w1.Kill()
 	s.mustBePending(big.orderNo)
 
 	start := time.Now()
@@ -79,7 +79,7 @@ func TestSIGTERMMidUpload(t *testing.T) {
 	t.Parallel()
 	const shutdownTimeout = 3 * time.Second
 	s := newStack(t, "TIDATERM")
-	big := order{orderNo: "term-big", status: worker.StatusPassed, evidence: worker.EvidenceStored}
+	big := order{orderNo: "term-big", status: orderstore.StatusPassed, evidence: orderstore.EvidenceStored}
 	s.prov.SetScenario(s.app, big.orderNo, idasctest.Scenario{VideoSize: 40 << 20})
 	// About 13 s for the video's 53 MiB of base64: longer than the timeout.
 	slow := s.prov.Slow(big.orderNo, 4<<20, 1)
@@ -89,20 +89,20 @@ func TestSIGTERMMidUpload(t *testing.T) {
 	s.enqueue(big)
 	s.waitUploading(slow, 8<<20, videoKey)
 	start := time.Now()
-	if err := w1.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+	if err := w1.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
 	// The bound is the timeout plus the 5 s a deployment gives on top of
 	// it (Kubernetes' default grace period is 30 s, the timeout's default
 	// 25 s) for the cancelled handler to return and the process to exit.
-	if grace := shutdownTimeout + 5*time.Second; !w1.wait(grace) {
+	if grace := shutdownTimeout + 5*time.Second; !w1.Wait(grace) {
 		t.Fatalf("worker still runs %v after SIGTERM with FACESYNC_SHUTDOWN_TIMEOUT=%v", grace, shutdownTimeout)
 	}
 	t.Logf("worker exited %v after SIGTERM (shutdown timeout %v)", time.Since(start).Round(10*time.Millisecond), shutdownTimeout)
-	if w1.err != nil {
-		t.Errorf("worker exit after SIGTERM: %v, want status 0", w1.err)
+	if w1.Err() != nil {
+		t.Errorf("worker exit after SIGTERM: %v, want status 0", w1.Err())
 	}
-	if log := readFile(w1.log); !strings.Contains(log, "shutdown timeout: cancelling in-flight tasks") {
+	if log := w1.Output(); !strings.Contains(log, "shutdown timeout: cancelling in-flight tasks") {
 		t.Errorf("worker log does not say it cancelled the in-flight upload")
 	}
 	s.mustBePending(big.orderNo)

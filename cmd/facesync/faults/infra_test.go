@@ -5,7 +5,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/facesync/facesync/worker"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 // decided counts the orders that have a decision record.
@@ -23,7 +23,7 @@ func (s *stack) decided(orders []order) int {
 func (s *stack) stored(orders []order) int {
 	n := 0
 	for _, o := range orders {
-		if r, err := s.record(context.Background(), o.orderNo); err == nil && r != nil && r.Evidence.Status == worker.EvidenceStored {
+		if r, err := s.record(context.Background(), o.orderNo); err == nil && r != nil && r.Evidence.Status == orderstore.EvidenceStored {
 			n++
 		}
 	}

@@ -7,7 +7,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net/http/httptest"
@@ -17,7 +16,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -32,11 +30,9 @@ import (
 	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
+	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/workertest"
 )
-
-// EnvBinary names the variable that points the suite at an already built
-// facesync binary instead of building one.
-const EnvBinary = "FACESYNC_TEST_BINARY"
 
 // EnvKeepLogs names a folder into which every worker's log is copied when
 // its test ends, for reading what happened after a run.
@@ -52,28 +48,12 @@ func TestMain(m *testing.M) {
 func run(m *testing.M) int {
 	// ticketcachetest's readiness probes would log every refused dial.
 	redis.SetLogger(quietRedis{})
-	if p := os.Getenv(EnvBinary); p != "" {
-		binary = p
-		return m.Run()
-	}
-	dir, err := os.MkdirTemp("", "facesync-faults-")
-	if err != nil {
+	var err error
+	if binary, err = workertest.Binary(); err != nil {
 		fmt.Fprintln(os.Stderr, "faults:", err)
 		return 2
 	}
-	defer os.RemoveAll(dir)
-	binary = filepath.Join(dir, "facesync")
-	gobin, err := exec.LookPath("go")
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "faults: the go command is needed to build facesync (or set %s): %v\n", EnvBinary, err)
-		return 2
-	}
-	build := exec.Command(gobin, "build", "-o", binary, "github.com/facesync/facesync/cmd/facesync")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "faults: build facesync:", err)
-		return 2
-	}
+	defer workertest.Cleanup()
 	return m.Run()
 }
 
@@ -98,6 +78,7 @@ type stack struct {
 	s3     *storagetest.Server
 	prov   *provider
 	rdb    *redis.Client
+	store  *orderstore.Store
 	client *asynq.Client
 	insp   *asynq.Inspector
 	s3c    *s3.Client
@@ -122,6 +103,10 @@ func newStack(t *testing.T, app string, redisArgs ...string) *stack {
 	s.prov.URL = srv.URL
 	s.rdb = redis.NewClient(&redis.Options{Addr: s.redis.Addr})
 	t.Cleanup(func() { _ = s.rdb.Close() })
+	var err error
+	if s.store, err = orderstore.New(s.rdb, orderstore.Config{}); err != nil {
+		t.Fatal(err)
+	}
 	opt := asynq.RedisClientOpt{Addr: s.redis.Addr}
 	s.client = asynq.NewClient(opt)
 	t.Cleanup(func() { _ = s.client.Close() })
@@ -133,120 +118,54 @@ func newStack(t *testing.T, app string, redisArgs ...string) *stack {
 // env is a worker's environment: nothing of the test process's own, so
 // that no FACESYNC_ or AWS_ variable of the machine leaks in.
 func (s *stack) env(extra ...string) []string {
-	home := s.t.TempDir()
-	env := []string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + home,
-		"AWS_CONFIG_FILE=" + filepath.Join(home, "none"),
-		"AWS_SHARED_CREDENTIALS_FILE=" + filepath.Join(home, "none"),
-		"AWS_EC2_METADATA_DISABLED=true",
-		"FACESYNC_REDIS_URL=redis://" + s.redis.Addr + "/0",
-		"FACESYNC_APPS=" + s.app + "=" + s.secret,
-		"FACESYNC_IDASC_URL=" + s.prov.URL,
-		"FACESYNC_S3_BUCKET=" + s.s3.Bucket,
-		"FACESYNC_S3_ENDPOINT=" + s.s3.Endpoint,
-		"AWS_ACCESS_KEY_ID=" + s.s3.AccessKey,
-		"AWS_SECRET_ACCESS_KEY=" + s.s3.SecretKey,
+	env := append(workertest.CleanEnv(s.t.TempDir()),
+		"FACESYNC_REDIS_URL=redis://"+s.redis.Addr+"/0",
+		"FACESYNC_APPS="+s.app+"="+s.secret,
+		"FACESYNC_IDASC_URL="+s.prov.URL,
+		"FACESYNC_S3_BUCKET="+s.s3.Bucket,
+		"FACESYNC_S3_ENDPOINT="+s.s3.Endpoint,
+		"AWS_ACCESS_KEY_ID="+s.s3.AccessKey,
+		"AWS_SECRET_ACCESS_KEY="+s.s3.SecretKey,
 		"FACESYNC_HTTP_ADDR=127.0.0.1:0",
 		"FACESYNC_LOG_LEVEL=debug",
 		"FACESYNC_SHUTDOWN_TIMEOUT=5s",
-	}
+	)
 	return append(env, extra...)
-}
-
-// workerProc is one `facesync worker` process.
-type workerProc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string        // its stderr and stdout
-	done chan struct{} // closed when it has exited
-	err  error         // its exit, once done is closed
 }
 
 // startWorker starts a worker process with the stack's environment
 // changed by extra (later entries win) and waits until it serves.
-func (s *stack) startWorker(extra ...string) *workerProc {
+func (s *stack) startWorker(extra ...string) *workertest.Proc {
 	t := s.t
 	t.Helper()
 	s.mu.Lock()
 	s.nworkers++
 	name := fmt.Sprintf("worker%d", s.nworkers)
 	s.mu.Unlock()
-	logPath := filepath.Join(t.TempDir(), name+".log")
-	f, err := os.Create(logPath)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(binary, "worker")
-	cmd.Env = s.env(extra...)
-	cmd.Stdout, cmd.Stderr = f, f
-	// The worker dies with the test binary, even when that is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		t.Fatalf("start %s: %v", name, err)
-	}
-	w := &workerProc{name: name, cmd: cmd, log: logPath, done: make(chan struct{})}
-	go func() {
-		w.err = cmd.Wait()
-		f.Close()
-		close(w.done)
-	}()
+	w := workertest.Start(t, name, s.env(extra...), binary, "worker")
 	t.Cleanup(func() {
-		w.kill()
+		w.Kill()
 		s.checkLog(w)
 		if d := os.Getenv(EnvKeepLogs); d != "" {
-			_ = os.WriteFile(filepath.Join(d, t.Name()+"-"+w.name+".log"), []byte(readFile(w.log)), 0o644)
+			_ = os.WriteFile(filepath.Join(d, t.Name()+"-"+w.Name+".log"), []byte(w.Output()), 0o644)
 		}
 		if t.Failed() {
-			t.Logf("%s log (last lines):\n%s", w.name, tail(w.log, 40))
+			t.Logf("%s log (last lines):\n%s", w.Name, w.Tail(40))
 		}
 	})
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(readFile(w.log), `"msg":"worker started"`) {
-		select {
-		case <-w.done:
-			t.Fatalf("%s exited at start (%v):\n%s", name, w.err, tail(w.log, 20))
-		default:
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%s did not start within 30s:\n%s", name, tail(w.log, 20))
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	w.WaitLog(t, `"msg":"worker started"`, 30*time.Second)
 	return w
-}
-
-// kill ends the process with SIGKILL, if it runs, and waits for it.
-func (w *workerProc) kill() {
-	select {
-	case <-w.done:
-		return
-	default:
-	}
-	_ = w.cmd.Process.Signal(syscall.SIGKILL)
-	<-w.done
-}
-
-// wait waits up to d for the process to exit, reporting whether it did.
-func (w *workerProc) wait(d time.Duration) bool {
-	select {
-	case <-w.done:
-		return true
-	case <-time.After(d):
-		return false
-	}
 }
 
 // checkLog fails the test when a worker's log holds the app secret,
 // personal data or a panic.
-func (s *stack) checkLog(w *workerProc) {
-	log := readFile(w.log)
+func (s *stack) checkLog(w *workertest.Proc) {
+	log := w.Output()
 	for what, needle := range map[string]string{
 		"the app secret": s.secret, "the full id number": fakeIDNo, "the name": fakeName, "a panic": "panic:",
 	} {
 		if strings.Contains(log, needle) {
-			s.t.Errorf("%s log contains %s", w.name, what)
+			s.t.Errorf("%s log contains %s", w.Name, what)
 		}
 	}
 }
@@ -294,34 +213,23 @@ func (s *stack) tryEnqueueRaw(payload string) error {
 }
 
 // record reads an order's decision record; nil when there is none.
-func (s *stack) record(ctx context.Context, orderNo string) (*worker.Record, error) {
-	b, err := s.rdb.Get(ctx, worker.DecisionKey(s.app, orderNo)).Bytes()
-	if errors.Is(err, redis.Nil) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	var r worker.Record
-	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("record of %s is not JSON: %w", orderNo, err)
-	}
-	return &r, nil
+func (s *stack) record(ctx context.Context, orderNo string) (*orderstore.Record, error) {
+	return workertest.ReadRecord(ctx, s.store, s.app, orderNo)
 }
 
 // terminal reports whether a record is final: a decision and evidence no
 // longer pending.
-func terminal(r *worker.Record) bool {
-	return r != nil && r.Status != "" && r.Evidence.Status != worker.EvidencePending
+func terminal(r *orderstore.Record) bool {
+	return r != nil && r.Status != "" && r.Evidence.Status != orderstore.EvidencePending
 }
 
 // waitTerminal polls until every order's record is terminal, failing the
 // test with the laggards when d passes.
-func (s *stack) waitTerminal(orders []order, d time.Duration) map[string]*worker.Record {
+func (s *stack) waitTerminal(orders []order, d time.Duration) map[string]*orderstore.Record {
 	s.t.Helper()
 	ctx := context.Background()
 	deadline := time.Now().Add(d)
-	recs := make(map[string]*worker.Record, len(orders))
+	recs := make(map[string]*orderstore.Record, len(orders))
 	for {
 		var waiting []string
 		for _, o := range orders {
@@ -372,7 +280,7 @@ func (s *stack) waitIdle(queue string, d time.Duration) {
 // check waits for every order to be terminal and checks each record
 // against what the order must end as, and each stored file byte for byte
 // against what the provider sent.
-func (s *stack) check(orders []order, d time.Duration) map[string]*worker.Record {
+func (s *stack) check(orders []order, d time.Duration) map[string]*orderstore.Record {
 	s.t.Helper()
 	recs := s.waitTerminal(orders, d)
 	for _, o := range orders {
@@ -381,11 +289,11 @@ func (s *stack) check(orders []order, d time.Duration) map[string]*worker.Record
 	return recs
 }
 
-func (s *stack) checkOrder(o order, r *worker.Record) {
+func (s *stack) checkOrder(o order, r *orderstore.Record) {
 	t := s.t
 	t.Helper()
 	code := o.code
-	if code == "" && o.status == worker.StatusPassed {
+	if code == "" && o.status == orderstore.StatusPassed {
 		code = idasc.CodeOK
 	}
 	if r.AppID != s.app || r.OrderNo != o.orderNo || r.Status != o.status || r.Code != code || r.Evidence.Status != o.evidence {
@@ -394,11 +302,11 @@ func (s *stack) checkOrder(o order, r *worker.Record) {
 			s.app, o.orderNo, o.status, code, o.evidence)
 		return
 	}
-	if r.Status != worker.StatusError && (r.IDNo != worker.MaskIDNo(fakeIDNo) || r.Name != worker.MaskName(fakeName)) {
+	if r.Status != orderstore.StatusError && (r.IDNo != worker.MaskIDNo(fakeIDNo) || r.Name != worker.MaskName(fakeName)) {
 		t.Errorf("record of %s has id_no %q name %q, want them masked", o.orderNo, r.IDNo, r.Name)
 	}
-	if r.Evidence.Status != worker.EvidenceStored {
-		if len(r.Evidence.Files) != 0 && r.Evidence.Status != worker.EvidenceUnavailable {
+	if r.Evidence.Status != orderstore.EvidenceStored {
+		if len(r.Evidence.Files) != 0 && r.Evidence.Status != orderstore.EvidenceUnavailable {
 			t.Errorf("record of %s lists %d files with evidence %s", o.orderNo, len(r.Evidence.Files), r.Evidence.Status)
 		}
 		return
@@ -465,7 +373,7 @@ func (s *stack) checkObject(orderNo, key, contentType string, size int64, sum st
 }
 
 // checkManifest compares the stored manifest's files with the record's.
-func (s *stack) checkManifest(orderNo string, r *worker.Record) {
+func (s *stack) checkManifest(orderNo string, r *orderstore.Record) {
 	t := s.t
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -563,23 +471,9 @@ func eventually(t *testing.T, d time.Duration, what string, cond func() bool) {
 func passing(prefix string, n int) []order {
 	out := make([]order, n)
 	for i := range out {
-		out[i] = order{orderNo: fmt.Sprintf("%s-%03d", prefix, i), status: worker.StatusPassed, evidence: worker.EvidenceStored}
+		out[i] = order{orderNo: fmt.Sprintf("%s-%03d", prefix, i), status: orderstore.StatusPassed, evidence: orderstore.EvidenceStored}
 	}
 	return out
-}
-
-func readFile(path string) string {
-	b, _ := os.ReadFile(path)
-	return string(b)
-}
-
-// tail returns the last n lines of a file.
-func tail(path string, n int) string {
-	lines := strings.Split(strings.TrimRight(readFile(path), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 func first(s []string, n int) []string {

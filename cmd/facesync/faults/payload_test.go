@@ -12,7 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 
 	"github.com/facesync/facesync/tasks"
-	"github.com/facesync/facesync/worker"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 // TestDuplicateOrders enqueues every order many times at once, with the
@@ -64,7 +64,7 @@ func TestDuplicateOrders(t *testing.T) {
 			t.Errorf("evidence fetches for %s = %d, want 1", o.orderNo, n)
 		}
 		r, err := s.record(ctx, o.orderNo)
-		if err != nil || r == nil || r.DecidedAt != first[o.orderNo].DecidedAt || r.Evidence.Status != worker.EvidenceStored {
+		if err != nil || r == nil || r.DecidedAt != first[o.orderNo].DecidedAt || r.Evidence.Status != orderstore.EvidenceStored {
 			t.Errorf("record of %s after late duplicates = %+v (%v), want the first decision (%s) with evidence stored",
 				o.orderNo, r, err, first[o.orderNo].DecidedAt)
 		}
@@ -111,8 +111,8 @@ func TestMalformedPayloads(t *testing.T) {
 		{`{"app_id":"TIDABAD","order_no":"m-4","get_file":{}}`, "get_file must be a string or a number"},
 	}
 	valid := passing("ok", 10)
-	photoOnly := order{orderNo: "ok-photo", getFile: tasks.GetFilePhoto, status: worker.StatusPassed, evidence: worker.EvidenceStored}
-	decisionOnly := order{orderNo: "ok-none", getFile: tasks.GetFileNone, status: worker.StatusPassed, evidence: worker.EvidenceSkipped}
+	photoOnly := order{orderNo: "ok-photo", getFile: tasks.GetFilePhoto, status: orderstore.StatusPassed, evidence: orderstore.EvidenceStored}
+	decisionOnly := order{orderNo: "ok-none", getFile: tasks.GetFileNone, status: orderstore.StatusPassed, evidence: orderstore.EvidenceSkipped}
 	unknown := []string{"u-1", "u-2"}
 
 	s.startWorker()
@@ -134,7 +134,8 @@ func TestMalformedPayloads(t *testing.T) {
 
 	ctx := context.Background()
 	for _, orderNo := range unknown {
-		b, err := s.rdb.Get(ctx, worker.DecisionKey("TIDANONE", orderNo)).Result()
+		_, raw, err := s.store.Get(ctx, "TIDANONE", orderNo)
+		b := string(raw)
 		if err != nil || !strings.Contains(b, `"status":"error"`) || !strings.Contains(b, `"code":"unknown_app"`) || !strings.Contains(b, `"status":"skipped"`) {
 			t.Errorf("record of TIDANONE:%s = %s (%v), want status error, code unknown_app, evidence skipped", orderNo, b, err)
 		}

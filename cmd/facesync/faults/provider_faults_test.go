@@ -5,8 +5,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
+	"github.com/facesync/facesync/worker/orderstore"
 )
 
 // faultOnce gives an order a faulty scenario until the provider has
@@ -47,7 +47,7 @@ func TestProviderFaults(t *testing.T) {
 	t.Parallel()
 	s := newStack(t, "TIDAPROV")
 	passed := func(orderNo string) order {
-		return order{orderNo: orderNo, status: worker.StatusPassed, evidence: worker.EvidenceStored}
+		return order{orderNo: orderNo, status: orderstore.StatusPassed, evidence: orderstore.EvidenceStored}
 	}
 	var orders []order
 	for i := range 3 {
@@ -55,8 +55,8 @@ func TestProviderFaults(t *testing.T) {
 			orders = append(orders, passed(fmt.Sprintf("pf%d-%s", i, tokens)))
 		}
 		orders = append(orders,
-			order{orderNo: fmt.Sprintf("pf%d-f66660015", i), status: worker.StatusFailed, code: "66660015", evidence: worker.EvidenceStored},
-			order{orderNo: fmt.Sprintf("pf%d-h404", i), status: worker.StatusError, code: worker.CodeProviderHTTP4xx, evidence: worker.EvidenceSkipped},
+			order{orderNo: fmt.Sprintf("pf%d-f66660015", i), status: orderstore.StatusFailed, code: "66660015", evidence: orderstore.EvidenceStored},
+			order{orderNo: fmt.Sprintf("pf%d-h404", i), status: orderstore.StatusError, code: orderstore.CodeProviderHTTP4xx, evidence: orderstore.EvidenceSkipped},
 		)
 	}
 	// Faults that would last forever if the fake kept them: served once.

@@ -7,8 +7,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -23,8 +21,9 @@ import (
 	"github.com/facesync/facesync/storage/storagetest"
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/ticketcache/ticketcachetest"
-	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
+	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/workertest"
 )
 
 // The one app every benchmark uses. The secret is the fake provider's, not
@@ -33,9 +32,6 @@ const (
 	appID     = "TIDA0001"
 	appSecret = "perf-fake-secret-0001"
 )
-
-// envBinary names a prebuilt facesync binary to run instead of building one.
-const envBinary = "FACESYNC_TEST_BINARY"
 
 // envChild makes the test binary a child process of a benchmark (see
 // noopChild and evidenceChild) rather than a test run.
@@ -60,9 +56,7 @@ func TestMain(m *testing.M) {
 	}
 	code := m.Run()
 	printTable(os.Stdout)
-	if binary.dir != "" {
-		_ = os.RemoveAll(binary.dir)
-	}
+	workertest.Cleanup()
 	os.Exit(code)
 }
 
@@ -133,44 +127,14 @@ func procField(path, name string) (int64, error) {
 	return 0, fmt.Errorf("no %s in %s", name, path)
 }
 
-// binary is the facesync binary the worker processes run, built once.
-var binary struct {
-	once sync.Once
-	path string
-	dir  string // removed by TestMain when we built it
-	err  error
-}
-
-// workerBinary returns $FACESYNC_TEST_BINARY, or builds the binary once.
+// workerBinary returns the facesync binary under test.
 func workerBinary(tb testing.TB) string {
 	tb.Helper()
-	binary.once.Do(func() {
-		if p := os.Getenv(envBinary); p != "" {
-			binary.path = p
-			return
-		}
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			binary.err = fmt.Errorf("go not on PATH to build facesync (or set %s): %w", envBinary, err)
-			return
-		}
-		binary.dir, err = os.MkdirTemp("", "facesync-perf-")
-		if err != nil {
-			binary.err = err
-			return
-		}
-		path := filepath.Join(binary.dir, "facesync")
-		out, err := exec.Command(goTool, "build", "-o", path, "github.com/facesync/facesync/cmd/facesync").CombinedOutput()
-		if err != nil {
-			binary.err = fmt.Errorf("go build facesync: %w\n%s", err, out)
-			return
-		}
-		binary.path = path
-	})
-	if binary.err != nil {
-		tb.Fatal(binary.err)
+	path, err := workertest.Binary()
+	if err != nil {
+		tb.Fatal(err)
 	}
-	return binary.path
+	return path
 }
 
 // stack is what the worker processes run against: a redis-server of the
@@ -227,7 +191,7 @@ func (s *stack) enqueue(tb testing.TB, n int) []string {
 			var err error
 			for i := p; i < n && err == nil; i += parallel {
 				order := fmt.Sprintf("o%07d", i)
-				keys[i] = worker.DecisionKey(appID, order)
+				keys[i] = orderstore.RecordKey(appID, order)
 				_, err = tasks.Enqueue(context.Background(), client, tasks.FetchResult{AppID: appID, OrderNo: order, GetFile: tasks.GetFileNone})
 			}
 			errs <- err
@@ -242,61 +206,31 @@ func (s *stack) enqueue(tb testing.TB, n int) []string {
 }
 
 // proc is one child process: a facesync worker or a reference server.
-type proc struct {
-	name string
-	cmd  *exec.Cmd
-	log  string
-	done chan struct{} // closed when the process has exited
-	err  error         // its exit status, once done is closed
-}
+type proc = workertest.Proc
 
 // workerEnv is the environment of a facesync worker process: only what it
 // needs, so nothing from the caller's FACESYNC_* or AWS_* settings leaks in.
 func (s *stack) workerEnv(concurrency int, extra ...string) []string {
-	return append([]string{
-		"PATH=" + os.Getenv("PATH"),
-		"HOME=" + s.dir,
-		"FACESYNC_REDIS_URL=redis://" + s.redis.Addr + "/0",
-		"FACESYNC_APPS=" + appID + "=" + appSecret,
-		"FACESYNC_IDASC_URL=" + s.fake.URL,
-		"FACESYNC_S3_BUCKET=" + s.s3.Bucket,
-		"FACESYNC_S3_ENDPOINT=" + s.s3.Endpoint,
-		"AWS_ACCESS_KEY_ID=" + s.s3.AccessKey,
-		"AWS_SECRET_ACCESS_KEY=" + s.s3.SecretKey,
-		"FACESYNC_CONCURRENCY=" + strconv.Itoa(concurrency),
+	return append(append(workertest.CleanEnv(s.dir),
+		"FACESYNC_REDIS_URL=redis://"+s.redis.Addr+"/0",
+		"FACESYNC_APPS="+appID+"="+appSecret,
+		"FACESYNC_IDASC_URL="+s.fake.URL,
+		"FACESYNC_S3_BUCKET="+s.s3.Bucket,
+		"FACESYNC_S3_ENDPOINT="+s.s3.Endpoint,
+		"AWS_ACCESS_KEY_ID="+s.s3.AccessKey,
+		"AWS_SECRET_ACCESS_KEY="+s.s3.SecretKey,
+		"FACESYNC_CONCURRENCY="+strconv.Itoa(concurrency),
 		"FACESYNC_HTTP_ADDR=127.0.0.1:0",
 		"FACESYNC_SHUTDOWN_TIMEOUT=5s",
-	}, extra...)
+	), extra...)
 }
 
-// start starts a child process with env, its stdout and stderr in a log
-// file of the stack's folder; it is killed when the benchmark ends if it
-// still runs.
+// start starts a child process with env; it is killed when the benchmark
+// ends if it still runs.
 func (s *stack) start(tb testing.TB, name string, env []string, path string, args ...string) *proc {
 	tb.Helper()
 	s.procs++
-	p := &proc{name: name, log: filepath.Join(s.dir, fmt.Sprintf("%s-%d.log", name, s.procs)), done: make(chan struct{})}
-	f, err := os.Create(p.log)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	p.cmd = exec.Command(path, args...)
-	p.cmd.Env = env
-	p.cmd.Stdout, p.cmd.Stderr = f, f
-	if err := p.cmd.Start(); err != nil {
-		f.Close()
-		tb.Fatalf("start %s: %v", name, err)
-	}
-	go func() {
-		p.err = p.cmd.Wait()
-		f.Close()
-		close(p.done)
-	}()
-	tb.Cleanup(func() {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	})
-	return p
+	return workertest.Start(tb, fmt.Sprintf("%s-%d", name, s.procs), env, path, args...)
 }
 
 // startWorker starts one facesync worker process.
@@ -316,31 +250,16 @@ func (s *stack) startNoop(tb testing.TB, concurrency int) *proc {
 
 // stop ends the process with SIGTERM, as Kubernetes does, and fails the
 // benchmark if it does not exit cleanly in time.
-func (p *proc) stop(tb testing.TB) {
+func stop(tb testing.TB, p *proc) {
 	tb.Helper()
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(30 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		tb.Fatalf("%s did not exit within 30 s of SIGTERM; log:\n%s", p.name, tail(p.log))
+	_ = p.Signal(syscall.SIGTERM)
+	if !p.Wait(30 * time.Second) {
+		p.Kill()
+		tb.Fatalf("%s did not exit within 30 s of SIGTERM; log:\n%s", p.Name, p.Tail(40))
 	}
-	if p.err != nil {
-		tb.Fatalf("%s exited with %v; log:\n%s", p.name, p.err, tail(p.log))
+	if err := p.Err(); err != nil {
+		tb.Fatalf("%s exited with %v; log:\n%s", p.Name, err, p.Tail(40))
 	}
-}
-
-// tail returns the end of a log file, for failure messages.
-func tail(path string) string {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return err.Error()
-	}
-	if len(b) > 4000 {
-		b = b[len(b)-4000:]
-	}
-	return string(b)
 }
 
 // pollInterval is how often completion is checked; it bounds the error of
@@ -367,10 +286,8 @@ func waitFor(tb testing.TB, procs []*proc, n int, done func() (int, error)) time
 			return time.Now()
 		}
 		for _, p := range procs {
-			select {
-			case <-p.done:
-				tb.Fatalf("%s exited early (%v) with %d of %d done; log:\n%s", p.name, p.err, got, n, tail(p.log))
-			default:
+			if p.Exited() {
+				tb.Fatalf("%s exited early (%v) with %d of %d done; log:\n%s", p.Name, p.Err(), got, n, p.Tail(40))
 			}
 		}
 		if time.Now().After(deadline) {
@@ -487,8 +404,8 @@ func (s *stack) timed(b *testing.B, n int, done func() (int, error), startProcs 
 	b.StopTimer()
 	r := runResult{rate: float64(n) / end.Sub(start).Seconds(), redisCPU: s.redisCPU(b) - redis0, selfCPU: selfCPU() - self0}
 	for _, p := range ps {
-		p.stop(b)
-		r.workerCPU += p.cmd.ProcessState.UserTime() + p.cmd.ProcessState.SystemTime()
+		stop(b, p)
+		r.workerCPU += p.Cmd.ProcessState.UserTime() + p.Cmd.ProcessState.SystemTime()
 	}
 	b.StartTimer()
 	return r

@@ -1,9 +1,19 @@
 package idasctest
 
 import (
-	"net/http/httptest"
-	"testing"
+	"net"
+	"net/http"
+	"time"
 )
+
+// TB is the part of testing.TB that NewServer uses. Taking it rather than
+// testing.TB keeps the testing package out of the facesync binary, which
+// links this package for `facesync fake-idasc` and the demo.
+type TB interface {
+	Helper()
+	Fatalf(format string, args ...any)
+	Cleanup(func())
+}
 
 // Server is a Fake served over HTTP on a loopback port.
 type Server struct {
@@ -11,19 +21,26 @@ type Server struct {
 	// URL is the base URL, e.g. http://127.0.0.1:41234, with no trailing slash.
 	URL string
 
-	srv *httptest.Server
+	srv *http.Server
 }
 
 // NewServer starts a Fake configured by opts on a loopback port and closes
 // it when the test ends.
-func NewServer(tb testing.TB, opts Options) *Server {
+func NewServer(tb TB, opts Options) *Server {
 	tb.Helper()
 	f := New(opts)
-	srv := httptest.NewServer(f)
-	tb.Cleanup(srv.Close)
-	return &Server{Fake: f, URL: srv.URL, srv: srv}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("idasctest: listen on loopback: %v", err)
+	}
+	srv := &http.Server{Handler: f, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	s := &Server{Fake: f, URL: "http://" + ln.Addr().String(), srv: srv}
+	tb.Cleanup(s.Close)
+	return s
 }
 
 // Close stops the server before the test ends, for tests of a provider that
-// has gone away. Requests then fail to connect.
-func (s *Server) Close() { s.srv.Close() }
+// has gone away: it closes the listener and every connection, so requests
+// then fail to connect. Closing twice is harmless.
+func (s *Server) Close() { _ = s.srv.Close() }
