@@ -191,7 +191,7 @@ func (m *Memory) PutManifest(ctx context.Context, man *Manifest) (string, error)
 	if len(man.Files) == 0 {
 		return "", fmt.Errorf("storage: manifest %s lists no files", key)
 	}
-	if err := m.checkFiles(man); err != nil {
+	if err := checkManifestFiles(m.prefix, man); err != nil {
 		return "", fmt.Errorf("storage: manifest %s: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -229,12 +229,6 @@ func (m *Memory) PutManifest(ctx context.Context, man *Manifest) (string, error)
 	return key, nil
 }
 
-// checkFiles applies S3's checks of a manifest's files, which depend on
-// the key prefix alone.
-func (m *Memory) checkFiles(man *Manifest) error {
-	return (&S3{cfg: Config{Prefix: m.prefix}}).checkFiles(man)
-}
-
 // GetManifest implements Sink, refusing what S3.GetManifest refuses as
 // ErrInvalidManifest.
 func (m *Memory) GetManifest(ctx context.Context, appID, orderNo string) (*Manifest, error) {
@@ -249,23 +243,7 @@ func (m *Memory) GetManifest(ctx context.Context, appID, orderNo string) (*Manif
 	if !ok {
 		return nil, fmt.Errorf("storage: %s: %w", key, ErrNotFound)
 	}
-	if len(data) > maxManifestSize {
-		return nil, fmt.Errorf("storage: %s is larger than %d bytes: %w", key, maxManifestSize, ErrInvalidManifest)
-	}
-	var man Manifest
-	if err := json.Unmarshal(data, &man); err != nil {
-		return nil, fmt.Errorf("storage: %s: %v: %w", key, err, ErrInvalidManifest)
-	}
-	if man.AppID != appID || man.OrderNo != orderNo {
-		return nil, fmt.Errorf("storage: %s names order %q/%q: %w", key, truncate(man.AppID), truncate(man.OrderNo), ErrInvalidManifest)
-	}
-	if len(man.Files) == 0 {
-		return nil, fmt.Errorf("storage: %s lists no files: %w", key, ErrInvalidManifest)
-	}
-	if err := m.checkFiles(&man); err != nil {
-		return nil, fmt.Errorf("storage: %s: %v: %w", key, err, ErrInvalidManifest)
-	}
-	return &man, nil
+	return decodeManifest(data, key, m.prefix, appID, orderNo)
 }
 
 // Verify implements Sink.
