@@ -71,7 +71,9 @@ type Config struct {
 	// FailTimeout bounds the clean-up after a failed or cancelled upload
 	// (AbortMultipartUpload, or removing an object whose checksum did not
 	// match). It runs on a fresh context so that a cancelled caller still
-	// leaves no upload behind. Zero means DefaultFailTimeout.
+	// leaves no upload behind. It also bounds how long the requests in
+	// flight when the caller cancels may take to finish before the abort.
+	// Zero means DefaultFailTimeout.
 	FailTimeout time.Duration
 	// NowFunc gives the time for retention dates and manifests' fetched_at.
 	// Nil means time.Now.
@@ -147,7 +149,10 @@ func (c Config) Validate() error {
 // be bypassed by anyone, so then a delete marker hides the bad version.
 //
 // A failed or cancelled multipart upload is aborted within FailTimeout,
-// so no part of it stays stored and nothing appears at the key.
+// so no part of it stays stored and nothing appears at the key. A
+// cancellation stops the reading at once, but lets the part requests
+// already sent finish (for up to FailTimeout) before the abort: a part
+// still being stored when the abort arrives could otherwise outlive it.
 type S3 struct {
 	client *s3.Client
 	tm     *transfermanager.Client
@@ -256,7 +261,15 @@ func (s *S3) PutFile(ctx context.Context, appID, orderNo, kind string, r io.Read
 		in.ObjectLockMode = tmtypes.ObjectLockMode(s.cfg.LockMode)
 		in.ObjectLockRetainUntilDate = aws.Time(s.retainUntil())
 	}
-	out, err := s.tm.UploadObject(ctx, in, func(o *transfermanager.Options) {
+	// The caller's cancellation stops the stream (body.stop), not the
+	// requests in flight: a part the server is still storing when the
+	// upload is aborted can land after the abort and bring the upload back
+	// (S3 documents this of AbortMultipartUpload; versitygw does it too).
+	// So the requests run on a context that outlives ctx by FailTimeout,
+	// and the abort is sent once every part request has its answer.
+	upCtx, cancel := outlive(ctx, s.cfg.FailTimeout)
+	defer cancel()
+	out, err := s.tm.UploadObject(upCtx, in, func(o *transfermanager.Options) {
 		o.S3 = &sealingClient{S3APIClient: o.S3, body: body}
 	})
 	if err != nil {
@@ -286,6 +299,17 @@ func (s *S3) PutFile(ctx context.Context, appID, orderNo, kind string, r io.Read
 // checksum of part checksums.
 func fullObjectSum(sum string, typ tmtypes.ChecksumType) bool {
 	return sum != "" && !strings.Contains(sum, "-") && (typ == "" || typ == tmtypes.ChecksumTypeFullObject)
+}
+
+// outlive returns a context with ctx's values that is cancelled d after
+// ctx is done, or by the returned function.
+func outlive(ctx context.Context, d time.Duration) (context.Context, context.CancelFunc) {
+	octx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	stop := context.AfterFunc(ctx, func() {
+		t := time.AfterFunc(d, cancel)
+		context.AfterFunc(octx, func() { t.Stop() })
+	})
+	return octx, func() { stop(); cancel() }
 }
 
 func (s *S3) retainUntil() time.Time {

@@ -9,93 +9,80 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
-	"github.com/aws/smithy-go"
-	"github.com/aws/smithy-go/middleware"
-
 	"github.com/facesync/facesync/storage"
 )
 
-// Capabilities says which server-side guarantees the server behind a sink
-// gives, so that the suite runs only the cases the server can pass (a fake
-// server that ignores checksums, say). versitygw gives all of them.
-type Capabilities struct {
-	// Checksums: the server verifies the checksums sent with objects and
-	// parts and refuses a mismatch.
-	Checksums bool
-	// ConditionalWrites: the server honours If-None-Match: * on PutObject.
-	ConditionalWrites bool
-	// ObjectLock: buckets may be created with object lock, and retention is
-	// enforced.
-	ObjectLock bool
+// Bucket is raw access by key to the store a sink writes to, bypassing
+// the sink, so the suite can inspect and tamper with what it stored. It
+// knows nothing of evidence: it is the store as any other client sees it.
+type Bucket interface {
+	// Get returns the object at key and its content type, or an error
+	// when there is none.
+	Get(ctx context.Context, key string) (data []byte, contentType string, err error)
+	// Put stores data at key, replacing any object there.
+	Put(ctx context.Context, key string, data []byte) error
+	// Delete removes the object at key.
+	Delete(ctx context.Context, key string) error
+	// Keys lists the key of every object stored.
+	Keys(ctx context.Context) ([]string, error)
+	// Uploads describes every upload begun but neither finished nor
+	// abandoned (an S3 multipart upload); a store without such uploads
+	// has none.
+	Uploads(ctx context.Context) ([]string, error)
 }
 
 // Options is what a case asks of the sink it gets.
 type Options struct {
-	// Config for the sink; the factory sets Bucket.
-	Config storage.Config
-	// ObjectLock asks for a bucket with object lock enabled.
-	ObjectLock bool
-	// ClientOptions apply to the S3 client the sink uses; the suite uses
-	// them to watch and corrupt requests.
-	ClientOptions []func(*s3.Options)
-}
-
-// Setup is a sink under test and raw access to the bucket it writes to.
-type Setup struct {
-	Sink storage.Sink
-	// Client reaches Bucket directly, without the case's ClientOptions, to
-	// inspect and tamper with what the sink stored.
-	Client *s3.Client
-	Bucket string
-	// Prefix is the sink's key prefix (Config.Prefix or its default).
+	// Prefix for the sink's keys; empty means the sink's default,
+	// storage.DefaultPrefix.
 	Prefix string
 }
 
-// NewFunc returns a sink on a bucket of its own, built with o.
+// Setup is a sink under test and raw access to what it stores.
+type Setup struct {
+	Sink storage.Sink
+	// Bucket reaches the sink's store directly. It holds only what the
+	// sink stores: the suite checks that nothing is left in it after
+	// refused and failed writes.
+	Bucket Bucket
+}
+
+// NewFunc returns a sink on a store of its own, built with o.
 type NewFunc func(t *testing.T, o Options) Setup
 
-// Run is the conformance suite for storage.Sink implementations on an
-// S3-compatible server. Cases run in parallel, each on a sink (and bucket)
-// of its own; cases that need a capability caps lacks are not run.
-func Run(t *testing.T, caps Capabilities, newSink NewFunc) {
-	s := suite{caps: caps, newSink: newSink}
+// Run is the conformance suite for storage.Sink implementations: every
+// clause of the Sink contract, checked through the interface and Bucket.
+// Cases run in parallel, each on a sink (and store) of its own.
+// Guarantees of one backend alone (S3's encryption headers, checksums on
+// the wire, object-lock retention) are tested by that backend's own
+// tests.
+func Run(t *testing.T, newSink NewFunc) {
+	s := suite{newSink: newSink}
 	cases := []struct {
 		name string
 		run  func(t *testing.T)
-		on   bool
 	}{
-		{"RoundTrip", s.roundTrip, true},
-		{"ContentTypes", s.contentTypes, true},
-		{"RefusesEmpty", s.refusesEmpty, true},
-		{"RefusesBadIDs", s.refusesBadIDs, true},
-		{"ReaderFails", s.readerFails, true},
-		{"Cancelled", s.cancelled, true},
-		{"Ping", s.ping, true},
-		{"Manifest", s.manifest, true},
-		{"ManifestNeedsFiles", s.manifestNeedsFiles, true},
-		{"Verify", s.verify, true},
-		{"Encryption", s.encryption, true},
-		{"CorruptPartOnWire", s.corruptOnWire, caps.Checksums},
-		{"CorruptPartInBuffer", s.corruptInBuffer, caps.Checksums},
-		{"ManifestOnce", s.manifestOnce, caps.ConditionalWrites},
-		{"Retention", s.retention, caps.ObjectLock},
-		{"RetentionChecksumMismatch", s.retentionMismatch, caps.ObjectLock && caps.Checksums},
+		{"RoundTrip", s.roundTrip},
+		{"ContentTypes", s.contentTypes},
+		{"Prefix", s.prefix},
+		{"RefusesEmpty", s.refusesEmpty},
+		{"RefusesBadIDs", s.refusesBadIDs},
+		{"ReaderFails", s.readerFails},
+		{"Cancelled", s.cancelled},
+		{"Ping", s.ping},
+		{"Manifest", s.manifest},
+		{"ManifestNeedsFiles", s.manifestNeedsFiles},
+		{"ManifestOnce", s.manifestOnce},
+		{"Verify", s.verify},
 	}
 	for _, c := range cases {
-		if !c.on {
-			continue
-		}
 		t.Run(c.name, func(t *testing.T) {
 			t.Parallel()
 			c.run(t)
@@ -104,7 +91,6 @@ func Run(t *testing.T, caps Capabilities, newSink NewFunc) {
 }
 
 type suite struct {
-	caps    Capabilities
 	newSink NewFunc
 }
 
@@ -122,7 +108,7 @@ var (
 )
 
 // content returns n bytes starting with head, the rest a pattern whose
-// period (about 1 MB) does not divide the part size, so a swapped or
+// period (about 1 MB) does not divide S3's part size, so a swapped or
 // repeated part would show.
 func content(head []byte, n int) []byte {
 	b := make([]byte, n)
@@ -138,16 +124,23 @@ func sha(b []byte) string {
 	return hex.EncodeToString(s[:])
 }
 
-func (s suite) setup(t *testing.T, o Options) Setup {
+// env is a case's sink and store, and the prefix it asked for.
+type env struct {
+	Setup
+	prefix string
+}
+
+func (s suite) setup(t *testing.T, o Options) env {
 	t.Helper()
-	if o.Config.PartSize == 0 {
-		o.Config.PartSize = storage.MinPartSize
-	}
 	su := s.newSink(t, o)
-	if su.Prefix == "" {
-		su.Prefix = storage.DefaultPrefix
+	if su.Sink == nil || su.Bucket == nil {
+		t.Fatalf("storagetest: NewFunc gave %+v, want a sink and its bucket", su)
 	}
-	return su
+	prefix := o.Prefix
+	if prefix == "" {
+		prefix = storage.DefaultPrefix
+	}
+	return env{Setup: su, prefix: prefix}
 }
 
 func ctxT(t *testing.T) context.Context {
@@ -156,60 +149,57 @@ func ctxT(t *testing.T) context.Context {
 	return ctx
 }
 
-func (su Setup) folder() string { return su.Prefix + appID + "/" + orderNo + "/" }
+func (su env) folder() string { return su.prefix + appID + "/" + orderNo + "/" }
 
-// get reads an object back whole (test sizes only).
-func (su Setup) get(t *testing.T, key string) ([]byte, string) {
+// get reads an object back whole.
+func (su env) get(t *testing.T, key string) ([]byte, string) {
 	t.Helper()
-	out, err := su.Client.GetObject(ctxT(t), &s3.GetObjectInput{Bucket: &su.Bucket, Key: &key})
+	b, ct, err := su.Bucket.Get(ctxT(t), key)
 	if err != nil {
-		t.Fatalf("GetObject(%q): %v", key, err)
+		t.Fatalf("Bucket.Get(%q): %v", key, err)
 	}
-	defer out.Body.Close()
-	b, err := io.ReadAll(out.Body)
-	if err != nil {
-		t.Fatalf("read %q: %v", key, err)
-	}
-	return b, aws.ToString(out.ContentType)
+	return b, ct
 }
 
-func (su Setup) put(t *testing.T, key string, b []byte) {
+func (su env) put(t *testing.T, key string, b []byte) {
 	t.Helper()
-	if _, err := su.Client.PutObject(ctxT(t), &s3.PutObjectInput{Bucket: &su.Bucket, Key: &key, Body: bytes.NewReader(b)}); err != nil {
-		t.Fatalf("PutObject(%q): %v", key, err)
+	if err := su.Bucket.Put(ctxT(t), key, b); err != nil {
+		t.Fatalf("Bucket.Put(%q): %v", key, err)
 	}
 }
 
-func (su Setup) del(t *testing.T, key string) {
+func (su env) del(t *testing.T, key string) {
 	t.Helper()
-	if _, err := su.Client.DeleteObject(ctxT(t), &s3.DeleteObjectInput{Bucket: &su.Bucket, Key: &key}); err != nil {
-		t.Fatalf("DeleteObject(%q): %v", key, err)
+	if err := su.Bucket.Delete(ctxT(t), key); err != nil {
+		t.Fatalf("Bucket.Delete(%q): %v", key, err)
 	}
 }
 
-// assertEmpty fails the test when the bucket holds any object or any
-// unfinished multipart upload.
-func (su Setup) assertEmpty(t *testing.T) {
+// AssertEmpty fails the test when b holds any object or any unfinished
+// upload.
+func AssertEmpty(t testing.TB, b Bucket) {
 	t.Helper()
-	ctx := ctxT(t)
-	objs, err := su.Client.ListObjectsV2(ctx, &s3.ListObjectsV2Input{Bucket: &su.Bucket})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	keys, err := b.Keys(ctx)
 	if err != nil {
-		t.Fatalf("ListObjectsV2: %v", err)
+		t.Fatalf("Bucket.Keys: %v", err)
 	}
-	for _, o := range objs.Contents {
-		t.Errorf("object %q left in the bucket, want none", aws.ToString(o.Key))
+	for _, k := range keys {
+		t.Errorf("object %q left in the bucket, want none", k)
 	}
-	ups, err := su.Client.ListMultipartUploads(ctx, &s3.ListMultipartUploadsInput{Bucket: &su.Bucket})
-	if apiCode(err) == "NoSuchUpload" {
-		// gofakes3's answer for a bucket that never had an upload.
-		return
-	}
+	ups, err := b.Uploads(ctx)
 	if err != nil {
-		t.Fatalf("ListMultipartUploads: %v", err)
+		t.Fatalf("Bucket.Uploads: %v", err)
 	}
-	for _, u := range ups.Uploads {
-		t.Errorf("multipart upload %q of %q left, want none", aws.ToString(u.UploadId), aws.ToString(u.Key))
+	for _, u := range ups {
+		t.Errorf("%s left, want none", u)
 	}
+}
+
+func (su env) assertEmpty(t *testing.T) {
+	t.Helper()
+	AssertEmpty(t, su.Bucket)
 }
 
 func (s suite) roundTrip(t *testing.T) {
@@ -263,6 +253,34 @@ func (s suite) contentTypes(t *testing.T) {
 		if !bytes.Equal(got, tt.data) || ct != tt.ct {
 			t.Errorf("object %s = %d bytes, %q, want %d bytes, %q", f.Key, len(got), ct, len(tt.data), tt.ct)
 		}
+	}
+}
+
+// prefix: every key the sink makes starts with the prefix it was built
+// with, and the store holds nothing else.
+func (s suite) prefix(t *testing.T) {
+	const prefix = "tenant-7/ev/"
+	su := s.setup(t, Options{Prefix: prefix})
+	_, _, m := putSet(t, su)
+	folder := prefix + appID + "/" + orderNo + "/"
+	want := []string{folder + "photo.jpg", folder + "video.mp4", folder + storage.ManifestName}
+	if got := []string{m.Files[0].Key, m.Files[1].Key}; !slices.Equal(got, want[:2]) {
+		t.Errorf("PutFile keys with prefix %q = %q, want %q", prefix, got, want[:2])
+	}
+	if k, err := su.Sink.ManifestKey(appID, orderNo); k != want[2] || err != nil {
+		t.Errorf("ManifestKey(%q, %q) with prefix %q = %q, %v, want %q", appID, orderNo, prefix, k, err, want[2])
+	}
+	keys, err := su.Bucket.Keys(ctxT(t))
+	if err != nil {
+		t.Fatalf("Bucket.Keys: %v", err)
+	}
+	slices.Sort(keys)
+	want = slices.Sorted(slices.Values(want))
+	if !slices.Equal(keys, want) {
+		t.Errorf("objects stored with prefix %q = %q, want %q", prefix, keys, want)
+	}
+	if rep, err := su.Sink.Verify(ctxT(t), appID, orderNo); err != nil || !rep.OK() {
+		t.Errorf("Verify() with prefix %q = %+v, %v, want ok", prefix, rep, err)
 	}
 }
 
@@ -395,7 +413,7 @@ func decisionJSON(app, order, status, msg string) json.RawMessage {
 }
 
 // putSet stores a photo and a video and their manifest.
-func putSet(t *testing.T, su Setup) (photo, video []byte, m *storage.Manifest) {
+func putSet(t *testing.T, su env) (photo, video []byte, m *storage.Manifest) {
 	t.Helper()
 	photo, video = content(headJPEG, 48213), content(headMP4, 6*mib+17)
 	pf, err := su.Sink.PutFile(ctxT(t), appID, orderNo, storage.KindPhoto, bytes.NewReader(photo))
@@ -495,7 +513,7 @@ func (s suite) manifestNeedsFiles(t *testing.T) {
 	wrongSize := stored
 	wrongSize.Size++
 	foreign := stored
-	foreign.Key = su.Prefix + appID + "/other/photo.jpg"
+	foreign.Key = su.prefix + appID + "/other/photo.jpg"
 	tests := []struct {
 		name  string
 		files []storage.File
@@ -631,279 +649,6 @@ func (s suite) verify(t *testing.T) {
 			if fr.Status != want {
 				t.Errorf("Verify(%s): %s is %s, want %s", tt.name, fr.File.Key, fr.Status, want)
 			}
-		}
-	}
-}
-
-// recorder is an S3 HTTP client that remembers the headers of requests
-// and can change them on their way.
-type recorder struct {
-	next interface {
-		Do(*http.Request) (*http.Response, error)
-	}
-	mu      sync.Mutex
-	headers []http.Header
-	query   []string
-	change  func(*http.Request)
-}
-
-func (r *recorder) Do(req *http.Request) (*http.Response, error) {
-	r.mu.Lock()
-	r.headers = append(r.headers, req.Header.Clone())
-	r.query = append(r.query, req.Method+" "+req.URL.RawQuery)
-	r.mu.Unlock()
-	if r.change != nil {
-		r.change(req)
-	}
-	return r.next.Do(req)
-}
-
-func (r *recorder) option() func(*s3.Options) {
-	return func(o *s3.Options) {
-		r.next = o.HTTPClient
-		o.HTTPClient = r
-	}
-}
-
-func (s suite) encryption(t *testing.T) {
-	tests := []struct{ sse, keyID string }{
-		{storage.SSEAES256, ""},
-		{storage.SSEKMS, "arn:aws:kms:us-east-1:111122223333:key/facesync-test"},
-	}
-	for _, tt := range tests {
-		rec := &recorder{}
-		su := s.setup(t, Options{
-			Config:        storage.Config{SSE: tt.sse, KMSKeyID: tt.keyID},
-			ClientOptions: []func(*s3.Options){rec.option()},
-		})
-		putSet(t, su) // a small file, a multipart one and the manifest
-		creates := 0
-		for i, h := range rec.headers {
-			q := rec.query[i]
-			// PutObject, CreateMultipartUpload: the requests that set an
-			// object's encryption.
-			if !(strings.HasPrefix(q, "PUT ") && !strings.Contains(q, "partNumber=")) && !strings.HasPrefix(q, "POST uploads") {
-				continue
-			}
-			creates++
-			if got := h.Get("X-Amz-Server-Side-Encryption"); got != tt.sse {
-				t.Errorf("SSE %s: request %q sent x-amz-server-side-encryption %q, want %q", tt.sse, q, got, tt.sse)
-			}
-			if got := h.Get("X-Amz-Server-Side-Encryption-Aws-Kms-Key-Id"); got != tt.keyID {
-				t.Errorf("SSE %s: request %q sent kms key id %q, want %q", tt.sse, q, got, tt.keyID)
-			}
-		}
-		if creates != 3 {
-			t.Errorf("SSE %s: %d object-creating requests seen, want 3 (photo, video upload, manifest): %q", tt.sse, creates, rec.query)
-		}
-		if rep, err := su.Sink.Verify(ctxT(t), appID, orderNo); err != nil || !rep.OK() {
-			t.Errorf("SSE %s: Verify() = %+v, %v, want ok", tt.sse, rep, err)
-		}
-	}
-}
-
-// flipReader flips one bit of the byte at offset at.
-type flipReader struct {
-	r   io.ReadCloser
-	off int64
-	at  int64
-}
-
-func (f *flipReader) Read(p []byte) (int, error) {
-	n, err := f.r.Read(p)
-	if f.at >= f.off && f.at < f.off+int64(n) {
-		p[f.at-f.off] ^= 0x01
-	}
-	f.off += int64(n)
-	return n, err
-}
-
-func (f *flipReader) Close() error { return f.r.Close() }
-
-func (s suite) corruptOnWire(t *testing.T) {
-	// After the SDK has computed the part's checksum and signed the
-	// request, one bit of every part flips on its way to the server.
-	flip := func(o *s3.Options) {
-		rec := &recorder{change: func(req *http.Request) {
-			if req.Method == http.MethodPut && req.URL.Query().Has("partNumber") && req.Body != nil {
-				req.Body = &flipReader{r: req.Body, at: 4321}
-			}
-		}}
-		rec.option()(o)
-	}
-	// Over plain HTTP the SDK also signs the payload's SHA-256, which
-	// catches the flip first; with an unsigned payload (as over HTTPS)
-	// only the part's CRC32 does.
-	unsigned := func(o *s3.Options) {
-		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
-			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("facesync-test-unsigned",
-				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-					return next.HandleInitialize(v4.SetPayloadHash(ctx, "UNSIGNED-PAYLOAD"), in)
-				}), middleware.After)
-		})
-	}
-	tests := []struct {
-		name     string
-		opts     []func(*s3.Options)
-		wantCode string
-	}{
-		{"signed payload", []func(*s3.Options){flip}, ""},
-		{"unsigned payload", []func(*s3.Options){flip, unsigned}, "BadDigest"},
-	}
-	for _, tt := range tests {
-		su := s.setup(t, Options{ClientOptions: tt.opts})
-		f, err := su.Sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(content(headMP4, 7*mib)))
-		if err == nil || (tt.wantCode != "" && apiCode(err) != tt.wantCode) {
-			t.Errorf("PutFile(part corrupted on the wire, %s) = %+v, %v, want an error %s", tt.name, f, err, tt.wantCode)
-		}
-		su.assertEmpty(t)
-	}
-}
-
-func apiCode(err error) string {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		return ae.ErrorCode()
-	}
-	return ""
-}
-
-// corruptBuffers changes one byte of an upload's body before the SDK
-// computes its checksums: a bug between the sink's reader and the SDK that
-// only the sink's own full-object checksum can catch. With strip it also
-// removes the full-object checksum the sink supplies, as a server that
-// ignores checksums would, leaving the sink's comparison with the checksum
-// the server returns as the only guard.
-func corruptBuffers(strip bool) func(*s3.Options) {
-	return func(o *s3.Options) {
-		o.APIOptions = append(o.APIOptions, func(st *middleware.Stack) error {
-			return st.Initialize.Add(middleware.InitializeMiddlewareFunc("facesync-test-corrupt",
-				func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
-					var body *io.Reader
-					switch p := in.Parameters.(type) {
-					case *s3.UploadPartInput:
-						if aws.ToInt32(p.PartNumber) == 2 {
-							body = &p.Body
-						}
-					case *s3.PutObjectInput:
-						if !strings.HasSuffix(aws.ToString(p.Key), storage.ManifestName) {
-							body = &p.Body
-							if strip {
-								p.ChecksumCRC32 = nil
-							}
-						}
-					case *s3.CompleteMultipartUploadInput:
-						if strip {
-							p.ChecksumCRC32 = nil
-						}
-					}
-					if body != nil {
-						b, err := io.ReadAll(*body)
-						if err != nil {
-							return middleware.InitializeOutput{}, middleware.Metadata{}, err
-						}
-						b[len(b)/3] ^= 0x80
-						*body = bytes.NewReader(b)
-					}
-					return next.HandleInitialize(ctx, in)
-				}), middleware.After)
-		})
-	}
-}
-
-func (s suite) corruptInBuffer(t *testing.T) {
-	tests := []struct {
-		name  string
-		strip bool
-		want  func(error) bool
-		about string
-	}{
-		{"server checks the supplied checksum", false, func(err error) bool { return apiCode(err) == "BadDigest" }, "a BadDigest error from the server"},
-		{"server returns its own checksum", true, func(err error) bool { return errors.Is(err, storage.ErrChecksum) }, storage.ErrChecksum.Error()},
-	}
-	for _, tt := range tests {
-		su := s.setup(t, Options{ClientOptions: []func(*s3.Options){corruptBuffers(tt.strip)}})
-		for _, n := range []int{1000, 12 * mib} {
-			f, err := su.Sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(content(headMP4, n)))
-			if !tt.want(err) {
-				t.Errorf("PutFile(%d bytes corrupted before the SDK's checksum, %s) = %+v, %v, want %s", n, tt.name, f, err, tt.about)
-			}
-		}
-		su.assertEmpty(t)
-	}
-}
-
-func (s suite) retention(t *testing.T) {
-	for _, mode := range []string{storage.LockGovernance, storage.LockCompliance} {
-		before := time.Now()
-		su := s.setup(t, Options{ObjectLock: true, Config: storage.Config{LockMode: mode, LockDays: 1}})
-		_, _, m := putSet(t, su)
-		after := time.Now()
-		if s.caps.ConditionalWrites {
-			if key, err := su.Sink.PutManifest(ctxT(t), m); !errors.Is(err, storage.ErrManifestExists) {
-				t.Errorf("%s: second PutManifest() on a versioned bucket = %q, %v, want %v", mode, key, err, storage.ErrManifestExists)
-			}
-		}
-		keys := []string{m.Files[0].Key, m.Files[1].Key, su.folder() + storage.ManifestName}
-		for _, key := range keys {
-			ctx := ctxT(t)
-			ret, err := su.Client.GetObjectRetention(ctx, &s3.GetObjectRetentionInput{Bucket: &su.Bucket, Key: &key})
-			if err != nil {
-				t.Fatalf("%s: GetObjectRetention(%s): %v", mode, key, err)
-			}
-			until := aws.ToTime(ret.Retention.RetainUntilDate)
-			lo, hi := before.Add(24*time.Hour).Truncate(time.Second), after.Add(24*time.Hour+time.Second)
-			if string(ret.Retention.Mode) != mode || until.Before(lo) || until.After(hi) {
-				t.Errorf("%s: retention of %s = %s until %v, want %s until between %v and %v", mode, key, ret.Retention.Mode, until, mode, lo, hi)
-			}
-			head, err := su.Client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &su.Bucket, Key: &key})
-			if err != nil {
-				t.Fatalf("%s: HeadObject(%s): %v", mode, key, err)
-			}
-			del := &s3.DeleteObjectInput{Bucket: &su.Bucket, Key: &key, VersionId: head.VersionId}
-			if _, err := su.Client.DeleteObject(ctx, del); err == nil {
-				t.Errorf("%s: DeleteObject(%s, version %s) = nil, want refused while retained", mode, key, aws.ToString(head.VersionId))
-			}
-			_, err = su.Client.PutObjectRetention(ctx, &s3.PutObjectRetentionInput{
-				Bucket: &su.Bucket, Key: &key, VersionId: head.VersionId,
-				Retention: &types.ObjectLockRetention{Mode: types.ObjectLockRetentionMode(mode), RetainUntilDate: aws.Time(before.Add(time.Hour))},
-			})
-			if err == nil {
-				t.Errorf("%s: shortening the retention of %s = nil, want refused", mode, key)
-			}
-		}
-		if rep, err := su.Sink.Verify(ctxT(t), appID, orderNo); err != nil || !rep.OK() {
-			t.Errorf("%s: Verify() after refused deletes = %+v, %v, want ok", mode, rep, err)
-		}
-	}
-}
-
-// retentionMismatch: an object whose checksum does not match must not stay
-// visible even when a retention protects it.
-func (s suite) retentionMismatch(t *testing.T) {
-	for _, mode := range []string{storage.LockGovernance, storage.LockCompliance} {
-		su := s.setup(t, Options{
-			ObjectLock:    true,
-			Config:        storage.Config{LockMode: mode, LockDays: 1},
-			ClientOptions: []func(*s3.Options){corruptBuffers(true)},
-		})
-		for _, n := range []int{1000, 12 * mib} {
-			f, err := su.Sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(content(headMP4, n)))
-			if !errors.Is(err, storage.ErrChecksum) {
-				t.Errorf("%s: PutFile(%d bytes corrupted, checksum not checked by the server) = %+v, %v, want %v", mode, n, f, err, storage.ErrChecksum)
-			}
-		}
-		su.assertEmpty(t)
-		if mode != storage.LockGovernance {
-			continue
-		}
-		// GOVERNANCE can be bypassed: the bad versions themselves are gone.
-		vs, err := su.Client.ListObjectVersions(ctxT(t), &s3.ListObjectVersionsInput{Bucket: &su.Bucket})
-		if err != nil {
-			t.Fatalf("ListObjectVersions: %v", err)
-		}
-		for _, v := range vs.Versions {
-			t.Errorf("%s: version %s of %s left, want none", mode, aws.ToString(v.VersionId), aws.ToString(v.Key))
 		}
 	}
 }
