@@ -193,7 +193,7 @@ func startAsynqmon(t *testing.T, redisURL string) string {
 	bin := filepath.Join(t.TempDir(), "asynqmon")
 	build := exec.Command("go", "build", "-o", bin, ".")
 	build.Dir = filepath.Join("testdata", "asynqmon")
-	build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly")
+	build.Env = append(os.Environ(), "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build asynqmon v0.7.2 (needs the Go module proxy): %v\n%s", err, out)
 	}
