@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -14,6 +15,16 @@ import (
 	"github.com/facesync/facesync/ticketcache/ticketcachetest"
 	"github.com/facesync/facesync/worker/queuemetrics"
 )
+
+// TestMain keeps go-redis from logging the refused dials of TestRedisDown.
+func TestMain(m *testing.M) {
+	redis.SetLogger(quietRedis{})
+	os.Exit(m.Run())
+}
+
+type quietRedis struct{}
+
+func (quietRedis) Printf(context.Context, string, ...any) {}
 
 // Task types of the fixture: each sends a task to one state.
 const (
