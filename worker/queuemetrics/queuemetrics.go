@@ -8,10 +8,10 @@
 // key is gone (evicted under an allkeys-* maxmemory policy, deleted by hand
 // or by a tool, lost in a failover) MEMORY USAGE answers nil and the whole
 // script fails, and so does every read of every queue until the listing is
-// repaired (asynq issues 901 and 1146, fixed only after v0.26; on managed
-// Redis that refuses MEMORY in scripts it always fails, issue 728). A failed
-// read leaves dashboards, alerts and the autoscaler without data. It also
-// costs two round trips and a queue-existence check per queue.
+// repaired (asynq issues 901 and 1146; fixed on asynq's master by PR 1092,
+// in no release yet; on managed Redis that refuses MEMORY in scripts it
+// always fails, issue 728). A failed read leaves dashboards, alerts and the
+// autoscaler without data. It also costs three round trips per queue.
 //
 // What this package does instead, per scrape, in one pipelined round trip:
 // LLEN or ZCARD of the five state keys of every queue (a missing key counts
@@ -19,12 +19,13 @@
 // read-only script that takes the pending_since of the oldest pending task.
 // The script reads only the queue's own hash slot ({qname}), tolerates a
 // task key that is gone (asynq's janitor deletes retained completed tasks
-// while we read, and a key may be evicted), and skips tasks that carry no pending_since (asynq
-// deletes it when a task becomes active and does not set it again when a
-// shutting-down server pushes the task back), so it can never fail because
-// of a key's expiry. Lua rather than SORT ... GET (which could do it too):
-// asynq itself cannot run without EVAL, whereas SORT with external keys
-// needs full key-read ACL rights and is refused in Redis Cluster.
+// while we read, and a key may be evicted), and skips tasks that carry no
+// pending_since (asynq deletes it when a task becomes active and does not
+// set it again when a shutting-down server pushes the task back), so no
+// key's expiry or deletion can make it fail. Lua rather than SORT ... GET
+// (which could do it too): asynq itself cannot run without EVAL, whereas
+// SORT with external keys needs full key-read ACL rights and is refused in
+// Redis Cluster.
 //
 // The key layout is asynq v0.26's (internal/base: asynq:{qname}:pending is
 // a list, scheduled, retry and archived are sorted sets, active a list; a
