@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	asynqmetrics "github.com/hibiken/asynq/x/metrics"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -28,6 +27,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/queuemetrics"
 )
 
 func (m *Main) flags(name string) *flag.FlagSet {
@@ -96,9 +96,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	inspector := asynq.NewInspector(aopt)
-	defer inspector.Close()
-	reg.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
+	reg.MustRegister(queuemetrics.New(rdb, queuemetrics.Options{}))
 
 	provider := idasc.New(c.IdascURL)
 	tickets, err := newTicketCache(rdb, c, provider, log, reg)

@@ -281,7 +281,7 @@ func TestEnqueueThenStatus(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, series := range []string{"facesync_tasks_total", "facesync_evidence_bytes_total", "facesync_ticket_", "asynq_"} {
+	for _, series := range []string{"facesync_tasks_total", "facesync_evidence_bytes_total", "facesync_ticket_", `facesync_queue_tasks{queue="facesync_webhook",state="pending"} 0`} {
 		if !strings.Contains(string(body), series) {
 			t.Errorf("/metrics lacks %s", series)
 		}
