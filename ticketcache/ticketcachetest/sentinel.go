@@ -373,6 +373,8 @@ func (n *Node) start(pass string) error {
 	argv := append([]string{
 		"--bind", "127.0.0.1", "--port", port, "--dir", n.dir,
 		"--save", "", "--appendonly", "no", "--logfile", filepath.Join(n.dir, "redis.log"),
+		// A replica (re)joining syncs at once instead of after 5s.
+		"--repl-diskless-sync-delay", "0",
 	}, n.args...)
 	cmd, err := startProcess(argv...)
 	if err != nil {
