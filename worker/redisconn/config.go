@@ -67,6 +67,8 @@ type Config struct {
 	// per CPU. A client shared with asynq needs room for every task in
 	// flight (see NewClient).
 	PoolSize int
+
+	caFile string // for messages
 }
 
 // ConfigError is a bad FACESYNC_REDIS_URL or FACESYNC_REDIS_CA_FILE. Its
@@ -115,6 +117,7 @@ func Parse(rawURL, caFile string) (*Config, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.caFile = caFile
 	if c.TLS == nil && caFile != "" {
 		return nil, &ConfigError{Var: EnvCAFile, Msg: "set, but " + EnvURL + " is not rediss://, so no TLS would be used"}
 	}

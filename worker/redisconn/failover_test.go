@@ -186,6 +186,22 @@ func TestWaitReplica(t *testing.T) {
 	if n := rc.Exists(ctx, key).Val(); n != 1 {
 		t.Fatalf("replica has %d of %s after WaitReplica, want 1 (TaskKey wrong, or the wait did not wait)", n, key)
 	}
+
+	// A failover before the next write reaches the replica: the replica is
+	// promoted, and the old master acknowledges a write it cannot pass on.
+	if err := rc.ReplicaOf(ctx, "NO", "ONE").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := aq.Enqueue(asynq.NewTask("t", nil, asynq.TaskID("w2"), asynq.Queue("q"))); err != nil {
+		t.Fatal(err)
+	}
+	key2 := redisconn.TaskKey("q", "w2")
+	if err := redisconn.WaitReplica(ctx, mc, 200*time.Millisecond, key2); !errors.Is(err, redisconn.ErrNotReplicated) {
+		t.Errorf("WaitReplica on a master left without replica = %v, want ErrNotReplicated", err)
+	}
+	if err := redisconn.WaitReplica(ctx, rc, 200*time.Millisecond, key2); !errors.Is(err, redisconn.ErrLost) {
+		t.Errorf("WaitReplica on the new master without the write = %v, want ErrLost", err)
+	}
 }
 
 // TaskKey must be where asynq keeps a task.

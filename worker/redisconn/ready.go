@@ -75,8 +75,8 @@ func (c *Config) describe(err error) error {
 }
 
 func (c *Config) caSource() string {
-	if c.TLS != nil && c.TLS.RootCAs != nil {
-		return EnvCAFile
+	if c.caFile != "" {
+		return EnvCAFile + " (" + c.caFile + ")"
 	}
 	return "the system roots (set " + EnvCAFile + ")"
 }
