@@ -7,6 +7,7 @@ import (
 	"net"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -70,6 +71,7 @@ type BurstLog struct {
 	quiet time.Duration
 	now   func() time.Time
 
+	open   atomic.Bool // a burst is open: lets OK skip the lock in the usual case
 	mu     sync.Mutex
 	start  time.Time // zero: no burst
 	last   time.Time
@@ -96,7 +98,8 @@ func (b *BurstLog) Error(err error) {
 	}
 	if b.start.IsZero() {
 		b.start = now
-		b.log.Warn("redis unavailable, failing over? retrying; further errors of this burst are counted, not logged", zap.Error(err))
+		b.open.Store(true)
+		b.log.Warn("redis unavailable (failing over?); retrying, and counting further errors until it answers", zap.Error(err))
 	}
 	b.last = now
 	b.errors++
@@ -104,6 +107,9 @@ func (b *BurstLog) Error(err error) {
 
 // OK ends a burst, if one is open, when a Redis call succeeds.
 func (b *BurstLog) OK() {
+	if !b.open.Load() {
+		return
+	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !b.start.IsZero() {
@@ -114,4 +120,5 @@ func (b *BurstLog) OK() {
 func (b *BurstLog) endLocked(now time.Time, msg string) {
 	b.log.Info(msg, zap.Int("errors", b.errors), zap.Duration("burst", now.Sub(b.start)))
 	b.start, b.last, b.errors = time.Time{}, time.Time{}, 0
+	b.open.Store(false)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -155,16 +154,17 @@ func sentinelEvents(ctx context.Context, s *ticketcachetest.Sentinels) func(t0 t
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		var out []string
-		for e, at := range first {
-			out = append(out, fmt.Sprintf("%s@%.1fs", e, at.Sub(t0).Seconds()))
+		names := make([]string, 0, len(first))
+		for e := range first {
+			names = append(names, e)
 		}
-		sort.Slice(out, func(i, j int) bool { return first[out[i][:index(out[i], "@")]].Before(first[out[j][:index(out[j], "@")]]) })
-		return out
+		sort.Slice(names, func(i, j int) bool { return first[names[i]].Before(first[names[j]]) })
+		for i, e := range names {
+			names[i] = fmt.Sprintf("%s@%.1fs", e, first[e].Sub(t0).Seconds())
+		}
+		return names
 	}
 }
-
-func index(s, sub string) int { return strings.Index(s, sub) }
 
 func (r *haRun) counts(since time.Time) (confirmed, processedOfThem int) {
 	r.mu.Lock()
