@@ -298,10 +298,12 @@ func (c *Config) String() string {
 // NewInspectorFromRedisClient. asynq then never closes it (their Close
 // returns an error saying so, which the caller ignores); the caller closes
 // it after every asynq server has shut down. asynq v0.26 issues no blocking
-// command but its workers each hold a connection while they finish a task,
-// so set PoolSize to at least every task in flight (all servers'
-// concurrency) plus a margin for the ticket cache, the records and asynq's
-// own housekeeping, or tasks wait on the pool.
+// command (it polls; its cancelation PubSub has a connection of its own),
+// but every task in flight may send a command at the same moment, its
+// handler's or asynq's own when it finishes. So set PoolSize to at least
+// all servers' concurrency plus a margin for the ticket cache and asynq's
+// housekeeping (heartbeat, forwarder, recoverer, janitor), or commands wait
+// for a connection and fail after the pool timeout (4s).
 func (c *Config) NewClient() *redis.Client {
 	if c.Mode == Sentinel {
 		return redis.NewFailoverClient(&redis.FailoverOptions{

@@ -2,7 +2,10 @@ package redisconn
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"strings"
@@ -11,6 +14,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hibiken/asynq"
 	"go.uber.org/zap"
 )
 
@@ -27,9 +31,9 @@ var failoverPrefixes = []string{"READONLY ", "LOADING ", "MASTERDOWN ", "UNBLOCK
 // command, a network timeout, no sentinel answering, or ErrNotReplicated.
 // Such an error passes once a master is reachable again: retry it, never
 // record it as an outcome. A context's own cancellation or deadline is not
-// one.
+// one, nor is a refused TLS certificate.
 func IsFailover(err error) bool {
-	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || certError(err) {
 		return false
 	}
 	if errors.Is(err, ErrNotReplicated) ||
@@ -56,6 +60,16 @@ func IsFailover(err error) bool {
 	}
 	return strings.Contains(s, "all sentinels specified in configuration are unreachable") ||
 		strings.Contains(s, "connection pool timeout")
+}
+
+// certError reports a TLS certificate the client refuses: configuration,
+// not a failover, however it is wrapped.
+func certError(err error) bool {
+	var verify *tls.CertificateVerificationError
+	var unknown x509.UnknownAuthorityError
+	var invalid x509.CertificateInvalidError
+	var host x509.HostnameError
+	return errors.As(err, &verify) || errors.As(err, &unknown) || errors.As(err, &invalid) || errors.As(err, &host)
 }
 
 // Transient is IsFailover under the name a retry decision reads better
@@ -121,4 +135,75 @@ func (b *BurstLog) endLocked(now time.Time, msg string) {
 	b.log.Info(msg, zap.Int("errors", b.errors), zap.Duration("burst", now.Sub(b.start)))
 	b.start, b.last, b.errors = time.Time{}, time.Time{}, 0
 	b.open.Store(false)
+}
+
+// failoverText is IsFailover for a message that is only text: what asynq
+// and go-redis hand their loggers.
+func failoverText(s string) bool {
+	for _, p := range failoverPrefixes {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	for _, p := range []string{"connection refused", "connection reset", "broken pipe", "i/o timeout", "EOF",
+		"all sentinels specified in configuration are unreachable", "failed to dial", "connection pool timeout"} {
+		if strings.Contains(s, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// AsynqLogger wraps asynq's logger so that its warnings and errors about a
+// failover ("Dequeue error", "Could not mark task as complete ... Will retry
+// syncing", one per task) join the burst instead of each making a line;
+// everything else goes to next unchanged. Pass it as asynq.Config.Logger.
+func (b *BurstLog) AsynqLogger(next asynq.Logger) asynq.Logger {
+	return burstAsynq{next: next, b: b}
+}
+
+type burstAsynq struct {
+	next asynq.Logger
+	b    *BurstLog
+}
+
+func (l burstAsynq) Debug(args ...any) { l.next.Debug(args...) }
+func (l burstAsynq) Info(args ...any)  { l.next.Info(args...) }
+func (l burstAsynq) Warn(args ...any)  { l.route(l.next.Warn, args) }
+func (l burstAsynq) Error(args ...any) { l.route(l.next.Error, args) }
+func (l burstAsynq) Fatal(args ...any) { l.next.Fatal(args...) }
+
+func (l burstAsynq) route(next func(...any), args []any) {
+	msg := fmt.Sprint(args...)
+	if failoverText(msg) {
+		l.b.Error(errors.New(msg))
+		return
+	}
+	next(args...)
+}
+
+// RedisPrintf is go-redis's logger interface (redis.SetLogger).
+type RedisPrintf interface {
+	Printf(ctx context.Context, format string, v ...any)
+}
+
+// RedisLogger wraps the logger given to redis.SetLogger the same way: its
+// dial failures during a failover (one per pooled connection) join the
+// burst.
+func (b *BurstLog) RedisLogger(next RedisPrintf) RedisPrintf {
+	return burstRedis{next: next, b: b}
+}
+
+type burstRedis struct {
+	next RedisPrintf
+	b    *BurstLog
+}
+
+func (l burstRedis) Printf(ctx context.Context, format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+	if failoverText(msg) {
+		l.b.Error(errors.New(msg))
+		return
+	}
+	l.next.Printf(ctx, format, v...)
 }

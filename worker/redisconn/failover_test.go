@@ -121,6 +121,14 @@ func TestReady(t *testing.T) {
 		}
 		_ = c.Close()
 	}
+	cfg, err := redisconn.Parse("redis://"+replica.Addr+"/0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cfg.Connect(ctx, time.Second); err == nil || !strings.Contains(err.Error(), "answered as a replica") ||
+		!strings.Contains(err.Error(), "FACESYNC_REDIS_URL") {
+		t.Errorf("Connect(replica) = %v, want a line saying it is a replica and naming FACESYNC_REDIS_URL", err)
+	}
 	master.Kill()
 	c := redis.NewClient(&redis.Options{Addr: master.Addr, MaxRetries: -1})
 	defer c.Close()

@@ -64,6 +64,8 @@ func (c *Config) describe(err error) error {
 	var host x509.HostnameError
 	var verify *tls.CertificateVerificationError
 	switch {
+	case errors.Is(err, ErrNotMaster):
+		return fmt.Errorf("redis at %s (%s): %w", c, EnvURL, err)
 	case errors.As(err, &unknown), errors.As(err, &verify) && errors.As(verify.Err, &unknown):
 		return fmt.Errorf("redis at %s: its TLS certificate is not signed by a CA in %s: %w", c, c.caSource(), err)
 	case errors.As(err, &host):

@@ -85,6 +85,9 @@ func TestTLSWrongCA(t *testing.T) {
 		}
 		msg := err.Error()
 		t.Logf("CA file %q: %s", tc.caFile, msg)
+		if redisconn.IsFailover(err) {
+			t.Errorf("IsFailover(%v) = true: a wrong CA would be retried for ever", err)
+		}
 		if !strings.Contains(msg, tc.want) || strings.Contains(msg, "\n") || strings.Contains(msg, "tls-secret") {
 			t.Errorf("Connect error %q, want one line saying %q, without the password", msg, tc.want)
 		}
