@@ -38,6 +38,7 @@ type haRun struct {
 
 	mu        sync.Mutex
 	writes    map[string]time.Time // go-redis INCR number -> when it succeeded
+	notReady  []time.Time          // when Ready failed
 	confirmed map[string]time.Time // task ID -> when WaitReplica confirmed it
 	processed map[string]time.Time // task ID -> first time a handler ran it
 	errs      int
@@ -127,6 +128,21 @@ func (r *haRun) write(ctx context.Context) {
 	}
 }
 
+// ready polls Ready as /readyz would, recording when it fails.
+func (r *haRun) ready(ctx context.Context) {
+	for ctx.Err() == nil {
+		c, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+		err := redisconn.Ready(c, r.rdb)
+		cancel()
+		if err != nil && ctx.Err() == nil {
+			r.mu.Lock()
+			r.notReady = append(r.notReady, time.Now())
+			r.mu.Unlock()
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
 // sentinelEvents records the first time any sentinel announces each
 // failover step.
 func sentinelEvents(ctx context.Context, s *ticketcachetest.Sentinels) func(t0 time.Time) []string {
@@ -209,13 +225,14 @@ func recovery(t0 time.Time, events map[string]time.Time) (resumed time.Duration,
 
 // runFailover sends traffic, calls fail, and checks that the client
 // follows the new master and that every confirmed task is processed.
-func runFailover(t *testing.T, shared bool, replicas int, fail func(ctx context.Context, r *haRun) (old string)) {
+func runFailover(t *testing.T, shared bool, replicas int, fail func(ctx context.Context, r *haRun) (old string)) *haRun {
 	r := setupHA(t, shared, replicas)
 	ctx, cancel := context.WithCancel(context.Background())
 	client := asynq.NewClientFromRedisClient(r.rdb)
 	events := sentinelEvents(ctx, r.s)
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() { defer wg.Done(); r.ready(ctx) }()
 	go func() { defer wg.Done(); r.enqueue(ctx, client) }()
 	go func() { defer wg.Done(); r.write(ctx) }()
 	done := make(chan struct{})
@@ -278,17 +295,22 @@ func runFailover(t *testing.T, shared bool, replicas int, fail func(ctx context.
 	wrote, wgap := recovery(t0, r.writes)
 	confirmed, cgap := recovery(t0, r.confirmed)
 	ran, pgap := recovery(t0, r.processed)
+	var unready time.Duration
+	if n := len(r.notReady); n > 0 {
+		unready = r.notReady[n-1].Sub(r.notReady[0])
+	}
 	t.Logf("figures (%d replica(s)): new master after %.1fs; go-redis writes resumed %.1fs after the failover (paused %.1fs), "+
 		"WAIT-confirmed enqueues %.1fs (paused %.1fs), processing %.1fs (paused %.1fs); "+
-		"%d confirmed, %d processed, %d confirmed but lost, %d attempts unconfirmed; sentinel: %v",
+		"%d confirmed, %d processed, %d confirmed but lost, %d attempts unconfirmed; Ready failed %d times over %.1fs; sentinel: %v",
 		replicas, promoted.Seconds(), wrote.Seconds(), wgap.Seconds(), confirmed.Seconds(), cgap.Seconds(),
-		ran.Seconds(), pgap.Seconds(), len(r.confirmed), len(r.processed), len(lost), r.errs, events(t0))
+		ran.Seconds(), pgap.Seconds(), len(r.confirmed), len(r.processed), len(lost), r.errs, len(r.notReady), unready.Seconds(), events(t0))
+	return r
 }
 
 // SENTINEL FAILOVER: the old master is demoted and follows the new one.
 func TestSentinelFailover(t *testing.T) {
 	t.Parallel()
-	runFailover(t, true, 1, func(ctx context.Context, r *haRun) string {
+	_ = runFailover(t, true, 1, func(ctx context.Context, r *haRun) string {
 		old, err := r.s.Failover(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -303,7 +325,7 @@ func TestSentinelFailover(t *testing.T) {
 // restarting it gives.
 func TestSentinelMasterKilled(t *testing.T) {
 	t.Parallel()
-	runFailover(t, false, 1, func(ctx context.Context, r *haRun) string {
+	r := runFailover(t, false, 1, func(ctx context.Context, r *haRun) string {
 		old, err := r.s.KillMaster(ctx)
 		if err != nil {
 			t.Fatal(err)
@@ -327,19 +349,32 @@ func TestSentinelMasterKilled(t *testing.T) {
 		}()
 		return old
 	})
+	assertUnready(t, r)
+}
+
+// assertUnready checks /readyz's view of a killed master: not ready while no
+// master was reachable (ready again is checked by runFailover).
+func assertUnready(t *testing.T, r *haRun) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if len(r.notReady) == 0 {
+		t.Error("Ready never failed while the master was dead and not yet replaced")
+	}
 }
 
 // SIGKILL with two replicas: the other replica follows the new master during
 // the failover, so writes are confirmed again as soon as it is promoted.
 func TestSentinelMasterKilledTwoReplicas(t *testing.T) {
 	t.Parallel()
-	runFailover(t, true, 2, func(ctx context.Context, r *haRun) string {
+	r := runFailover(t, true, 2, func(ctx context.Context, r *haRun) string {
 		old, err := r.s.KillMaster(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
 		return old
 	})
+	assertUnready(t, r)
 }
 
 // A failover client refuses to start when no sentinel answers, with a line
