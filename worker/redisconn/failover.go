@@ -28,7 +28,8 @@ var failoverPrefixes = []string{"READONLY ", "LOADING ", "MASTERDOWN ", "UNBLOCK
 // IsFailover reports whether err is what Redis answers while a master is
 // lost or moving: one of the replies above (also inside asynq's wrapped
 // errors), a refused or reset connection, a connection closed under the
-// command, a network timeout, no sentinel answering, or ErrNotReplicated.
+// command, a network timeout, no sentinel answering, ErrNotReplicated or
+// ErrNotMaster.
 // Such an error passes once a master is reachable again: retry it, never
 // record it as an outcome. A context's own cancellation or deadline is not
 // one, nor is a refused TLS certificate.
@@ -36,7 +37,7 @@ func IsFailover(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) || certError(err) {
 		return false
 	}
-	if errors.Is(err, ErrNotReplicated) ||
+	if errors.Is(err, ErrNotReplicated) || errors.Is(err, ErrNotMaster) ||
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) ||
 		errors.Is(err, net.ErrClosed) {

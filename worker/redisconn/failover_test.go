@@ -82,6 +82,7 @@ func TestIsFailover(t *testing.T) {
 		{"connection refused", refused, true},
 		{"connection refused inside asynq's error", asynqRefused, true},
 		{"ErrNotReplicated", fmt.Errorf("enqueue: %w", redisconn.ErrNotReplicated), true},
+		{"ErrNotMaster", redisconn.ErrNotMaster, true},
 		{"LOADING", errors.New("LOADING Redis is loading the dataset in memory"), true},
 		{"nil", nil, false},
 		{"redis.Nil", redis.Nil, false},
