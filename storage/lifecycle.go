@@ -169,7 +169,9 @@ func (r Rule) equal(o Rule) bool {
 // readRule flattens an SDK rule; the prefix may sit in the filter, in the
 // filter's And, or (legacy) on the rule itself.
 func readRule(lr types.LifecycleRule) Rule {
-	r := Rule{ID: aws.ToString(lr.ID), Enabled: lr.Status == types.ExpirationStatusEnabled, Prefix: aws.ToString(lr.Prefix)}
+	r := Rule{ID: aws.ToString(lr.ID), Enabled: lr.Status == types.ExpirationStatusEnabled}
+	// Deprecated in the API, still what older configurations hold.
+	r.Prefix = aws.ToString(lr.Prefix) //lint:ignore SA1019 a foreign rule may still use it
 	if f := lr.Filter; f != nil {
 		if f.Prefix != nil {
 			r.Prefix = *f.Prefix
