@@ -133,9 +133,9 @@ func (s *S3) CheckBucket(ctx context.Context, lc LifecycleConfig) (*BucketReport
 			d := r.DefaultRetention
 			rep.LockMode, rep.LockDays, rep.LockYears = string(d.Mode), int(aws.ToInt32(d.Days)), int(aws.ToInt32(d.Years))
 			if rep.LockYears > 0 {
-				rep.ObjectLock = fmt.Sprintf("enabled, default retention %s %d years", rep.LockMode, rep.LockYears)
+				rep.ObjectLock = fmt.Sprintf("enabled, default retention %s %s", rep.LockMode, plural(rep.LockYears, "year"))
 			} else {
-				rep.ObjectLock = fmt.Sprintf("enabled, default retention %s %d days", rep.LockMode, rep.LockDays)
+				rep.ObjectLock = fmt.Sprintf("enabled, default retention %s %s", rep.LockMode, plural(rep.LockDays, "day"))
 			}
 		}
 	case err == nil, errorCode(err) == "ObjectLockConfigurationNotFoundError":
@@ -241,4 +241,11 @@ func describeEncryption(c *types.ServerSideEncryptionConfiguration) string {
 		return "none"
 	}
 	return strings.Join(parts, ", ")
+}
+
+func plural(n int, unit string) string {
+	if n == 1 {
+		return "1 " + unit
+	}
+	return fmt.Sprintf("%d %ss", n, unit)
 }

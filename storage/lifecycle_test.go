@@ -90,6 +90,13 @@ func TestLifecycleVersitygw(t *testing.T) {
 		t.Errorf("SetupLifecycle = %+v, want both rules refused as unsupported", setup)
 	}
 
+	// FACESYNC_S3_LOCK_DAYS outliving the evidence retention.
+	lockDays := newSink(t, srv.Client(), storage.Config{Bucket: srv.Bucket, LockMode: storage.LockGovernance, LockDays: 60})
+	rep, err = lockDays.CheckBucket(ctx, storage.LifecycleConfig{RetentionDays: 45, MultipartCleanup: storage.MultipartCleanupServer})
+	if err != nil || !hasProblem(rep, "FACESYNC_S3_LOCK_DAYS keeps evidence 60 days, longer than FACESYNC_EVIDENCE_RETENTION (45 days)") {
+		t.Errorf("CheckBucket(lock days 60, retention 45) = %v, %v; want the lock problem", rep, err)
+	}
+
 	// Object lock with a default retention that outlives the evidence
 	// retention, on a versioned bucket.
 	locked := srv.NewBucket(t, true)
