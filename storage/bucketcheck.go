@@ -37,8 +37,9 @@ type BucketReport struct {
 	// to a lifecycle read.
 	LifecycleSupported bool
 	// Rules are the lifecycle rules that apply to some object under the
-	// prefix.
-	Rules []Rule
+	// prefix, Others the bucket's other rules.
+	Rules  []Rule
+	Others []Rule
 	// Problems are the reasons the bucket does not do what the settings
 	// call for.
 	Problems []string
@@ -66,6 +67,12 @@ func (r *BucketReport) String() string {
 	default:
 		b.WriteString("lifecycle rules that apply to the prefix:\n")
 		for _, rule := range r.Rules {
+			fmt.Fprintf(&b, "  %v\n", rule)
+		}
+	}
+	if len(r.Others) > 0 {
+		b.WriteString("other lifecycle rules of the bucket:\n")
+		for _, rule := range r.Others {
 			fmt.Fprintf(&b, "  %v\n", rule)
 		}
 	}
@@ -172,6 +179,8 @@ func (s *S3) CheckBucket(ctx context.Context, lc LifecycleConfig) (*BucketReport
 		all = append(all, r)
 		if r.touches(s.cfg.Prefix) {
 			rep.Rules = append(rep.Rules, r)
+		} else {
+			rep.Others = append(rep.Others, r)
 		}
 	}
 	if rep.LifecycleSupported {

@@ -249,6 +249,45 @@ type LifecycleReport struct {
 // of the owner's was lost.
 func (r *LifecycleReport) OK() bool { return len(r.Refused) == 0 && len(r.LostForeign) == 0 }
 
+// String is the report as `facesync bucket setup` prints it.
+func (r *LifecycleReport) String() string {
+	var b strings.Builder
+	if r.Unsupported {
+		fmt.Fprintf(&b, "lifecycle configuration: %s\n", notSupported)
+	}
+	if len(r.Wanted) == 0 {
+		b.WriteString("facesync rules wanted: none\n")
+	} else {
+		b.WriteString("facesync rules wanted:\n")
+		for _, w := range r.Wanted {
+			fmt.Fprintf(&b, "  %v\n", w)
+		}
+	}
+	for _, id := range r.Removed {
+		fmt.Fprintf(&b, "removed: %s\n", id)
+	}
+	if !r.Unsupported {
+		if r.Changed {
+			b.WriteString("configuration written; read back:\n")
+		} else {
+			b.WriteString("configuration unchanged:\n")
+		}
+		for _, rule := range r.Rules {
+			fmt.Fprintf(&b, "  %v\n", rule)
+		}
+	}
+	for _, p := range r.Refused {
+		fmt.Fprintf(&b, "refused: %v\n", p)
+	}
+	for _, id := range r.LostForeign {
+		fmt.Fprintf(&b, "lost: the bucket's rule %s is missing after the write\n", id)
+	}
+	if r.OK() {
+		b.WriteString("ok\n")
+	}
+	return b.String()
+}
+
 func isFacesyncRule(id string) bool { return id == RuleAbortMultipart || id == RuleExpire }
 
 // wantedRules are the facesync rules lc calls for under prefix, the

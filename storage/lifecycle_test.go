@@ -198,7 +198,10 @@ func TestLifecycleMinIO(t *testing.T) {
 		if err != nil {
 			t.Fatalf("SetupLifecycle: %v", err)
 		}
-		t.Logf("setup: %+v", rep)
+		t.Logf("bucket setup:\n%v", rep)
+		if out := rep.String(); !strings.Contains(out, "refused: "+storage.RuleAbortMultipart+": refused by the server") || !strings.Contains(out, "owner-logs") || strings.Contains(out, "\nok\n") {
+			t.Errorf("setup printout lacks the refusal or the foreign rule, or says ok:\n%s", out)
+		}
 		if rep.OK() || len(rep.Refused) != 1 || rep.Refused[0].ID != storage.RuleAbortMultipart || !strings.Contains(rep.Refused[0].Reason, "refused by the server") {
 			t.Errorf("Refused = %v, want %s refused by the server", rep.Refused, storage.RuleAbortMultipart)
 		}
@@ -219,11 +222,14 @@ func TestLifecycleMinIO(t *testing.T) {
 			t.Fatalf("CheckBucket: %v", err)
 		}
 		t.Logf("bucket check (rule cleanup):\n%v", check)
+		if out := check.String(); !strings.Contains(out, "problem: no lifecycle rule aborts") || !strings.Contains(out, "  owner-logs") || strings.HasSuffix(out, "ok\n") {
+			t.Errorf("check printout lacks the problem or the foreign rule, or says ok:\n%s", out)
+		}
 		if len(check.Problems) != 1 || !hasProblem(check, "aborts incomplete multipart uploads") {
 			t.Errorf("CheckBucket problems = %q, want the multipart rule missing alone", check.Problems)
 		}
-		if slices.ContainsFunc(check.Rules, func(r storage.Rule) bool { return r.ID == "owner-logs" }) {
-			t.Errorf("CheckBucket rules %v include owner-logs, which does not apply to evidence/", check.Rules)
+		if slices.ContainsFunc(check.Rules, func(r storage.Rule) bool { return r.ID == "owner-logs" }) || len(check.Others) != 1 || check.Others[0].ID != "owner-logs" {
+			t.Errorf("CheckBucket rules %v, others %v; want owner-logs among the others alone, as it does not apply to evidence/", check.Rules, check.Others)
 		}
 
 		// With the server's own clean-up: nothing refused, nothing to
@@ -233,6 +239,9 @@ func TestLifecycleMinIO(t *testing.T) {
 			rep, err := sink.SetupLifecycle(ctx, server)
 			if err != nil || !rep.OK() || rep.Changed {
 				t.Errorf("SetupLifecycle(server) run %d = %+v, %v; want ok and nothing changed", i+1, rep, err)
+			}
+			if err == nil {
+				t.Logf("bucket setup (server cleanup), run %d:\n%v", i+1, rep)
 			}
 		}
 		check, err = sink.CheckBucket(ctx, server)
