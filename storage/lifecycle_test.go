@@ -385,3 +385,27 @@ func TestLifecycleMinIO(t *testing.T) {
 		}
 	})
 }
+
+// TestPurgeMinIO purges a stored order from a versioned MinIO bucket
+// under GOVERNANCE retention: MinIO wants a checksum on DeleteObjects and
+// honours the governance bypass.
+func TestPurgeMinIO(t *testing.T) {
+	t.Parallel()
+	env := minioEnv{storagetest.StartMinIO(t)}
+	ctx := testCtx(t)
+	sink, bucket := env.sink(t, true, storage.Config{LockMode: storage.LockGovernance, LockDays: 1})
+	files := storeOrder(t, ctx, sink, "app1", "order1")
+	if err := sink.PurgeCheck(ctx, "app1", "order1", false); !errors.Is(err, storage.ErrLocked) {
+		t.Fatalf("PurgeCheck(no bypass) = %v, want ErrLocked", err)
+	}
+	if err := sink.PurgeCheck(ctx, "app1", "order1", true); err != nil {
+		t.Fatalf("PurgeCheck(bypass) = %v", err)
+	}
+	deleted, err := sink.PurgeObjects(ctx, "app1", "order1", true)
+	if err != nil || len(deleted) != 3 || deleted[0].SHA256 != files[0].SHA256 || deleted[2].Key != "evidence/app1/order1/manifest.json" {
+		t.Fatalf("PurgeObjects = %+v, %v; want the 2 files with their hashes, then the manifest", deleted, err)
+	}
+	if left := listAll(t, ctx, env.m.Client(), bucket, "evidence/app1/order1/"); len(left) != 0 {
+		t.Errorf("versions left: %v", left)
+	}
+}
