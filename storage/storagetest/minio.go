@@ -123,9 +123,13 @@ func (m *MinIO) start(bin string) error {
 		}
 		exited := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(exited) }()
-		// /minio/health/ready answers 200 once the server takes requests.
-		if waitReady("http://"+addr+"/minio/health/ready", exited, 60*time.Second) {
-			m.cmd, m.exited, m.Endpoint = cmd, exited, "http://"+addr
+		// /minio/health/ready answers 200 before the object layer and IAM
+		// are up; /minio/health/cluster waits for the object layer, and a
+		// first ListBuckets for the rest.
+		endpoint := "http://" + addr
+		if waitReady(endpoint+"/minio/health/cluster", exited, 60*time.Second) &&
+			waitS3(NewS3Client(endpoint, m.AccessKey, m.SecretKey), exited, 30*time.Second) {
+			m.cmd, m.exited, m.Endpoint = cmd, exited, endpoint
 			return nil
 		}
 		_ = cmd.Process.Kill()
@@ -150,6 +154,26 @@ func waitReady(url string, exited <-chan struct{}, d time.Duration) bool {
 			if resp.StatusCode == http.StatusOK {
 				return true
 			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return false
+}
+
+// waitS3 waits until ListBuckets succeeds, the process exits or d passes.
+func waitS3(c *s3.Client, exited <-chan struct{}, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return false
+		default:
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := c.ListBuckets(ctx, &s3.ListBucketsInput{})
+		cancel()
+		if err == nil {
+			return true
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
