@@ -8,3 +8,17 @@ import "context"
 func (s *S3) PurgeObjectsPaged(ctx context.Context, appID, orderNo string, bypass bool, pageSize int32, batch int) ([]DeletedObject, error) {
 	return s.purgeObjects(ctx, appID, orderNo, bypass, pageSize, batch)
 }
+
+// SubsetIDs gives the order in which SetupLifecycle tries subsets of the
+// wanted rules, by their IDs.
+func SubsetIDs(lc LifecycleConfig) [][]string {
+	var out [][]string
+	for _, sub := range subsets(wantedRules(DefaultPrefix, lc)) {
+		ids := []string{}
+		for _, r := range sub {
+			ids = append(ids, *r.ID)
+		}
+		out = append(out, ids)
+	}
+	return out
+}

@@ -471,7 +471,7 @@ func subsets(rules []types.LifecycleRule) [][]types.LifecycleRule {
 	n := len(rules)
 	var out [][]types.LifecycleRule
 	for size := n; size >= 0; size-- {
-		for mask := (1 << n) - 1; mask >= 0; mask-- {
+		for mask := 0; mask < 1<<n; mask++ {
 			if popcount(mask) != size {
 				continue
 			}

@@ -409,3 +409,13 @@ func TestPurgeMinIO(t *testing.T) {
 		t.Errorf("versions left: %v", left)
 	}
 }
+
+// TestSubsetOrder: after a refusal the multipart rule, the one servers are
+// known to refuse, is the first left out.
+func TestSubsetOrder(t *testing.T) {
+	got := storage.SubsetIDs(storage.LifecycleConfig{RetentionDays: 1, MultipartCleanup: storage.MultipartCleanupRule})
+	want := [][]string{{storage.RuleAbortMultipart, storage.RuleExpire}, {storage.RuleExpire}, {storage.RuleAbortMultipart}, {}}
+	if !slices.EqualFunc(got, want, slices.Equal[[]string]) {
+		t.Errorf("subsets = %q, want %q", got, want)
+	}
+}
