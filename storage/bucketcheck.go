@@ -109,9 +109,13 @@ func (s *S3) CheckBucket(ctx context.Context, lc LifecycleConfig) (*BucketReport
 	loc, err := s.client.GetBucketLocation(ctx, &s3.GetBucketLocationInput{Bucket: bucket})
 	switch {
 	case err == nil:
-		rep.Region = string(loc.LocationConstraint)
-		if rep.Region == "" {
+		// The empty answer is us-east-1, and "EU" the legacy name of
+		// eu-west-1.
+		switch rep.Region = string(loc.LocationConstraint); rep.Region {
+		case "":
 			rep.Region = "us-east-1"
+		case "EU":
+			rep.Region = "eu-west-1"
 		}
 	case notImplemented(err):
 		rep.Region = notSupported
