@@ -62,7 +62,7 @@ bench: redis-server $(VERSITYGW) build
 	FACESYNC_TEST_BINARY=$(CURDIR)/bin/facesync bash .ci/with-redis $(GO) test -run '^$$' -bench . -benchtime $(BENCH_TIME) -timeout 15m ./cmd/facesync/perf/
 
 # Every package's micro-benchmarks, one package at a time.
-bench-all: redis-server $(VERSITYGW) $(MINIO)
+bench-all: redis-server $(VERSITYGW)
 	bash .ci/with-redis $(GO) test -p 1 -run '^$$' -bench . -benchmem ./...
 
 demo:
