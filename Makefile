@@ -1,18 +1,24 @@
 # facesync: build, lint and test. `make test` fetches what its tests need
-# when it is missing (redis-server from Debian's packages, versitygw and
-# staticcheck with `go install` into .tools/) and starts one redis-server on
-# a free loopback port for the whole run.
+# when it is missing (redis-server from Debian's packages; versitygw, MinIO
+# and staticcheck with `go install` into .tools/) and starts one
+# redis-server on a free loopback port for the whole run. MinIO serves the
+# lifecycle tests only: versitygw answers NotImplemented to lifecycle reads.
 
 GO          ?= go
 TOOLS       := $(CURDIR)/.tools
 VERSITYGW   := $(TOOLS)/versitygw
+MINIO       := $(TOOLS)/minio
 STATICCHECK := $(TOOLS)/staticcheck
 VERSITYGW_VERSION   := v1.8.0
 STATICCHECK_VERSION := v0.8.2
+# MinIO's repository is no longer maintained and publishes only
+# pseudo-versions: this one is pinned.
+MINIO_VERSION       := v0.0.0-20260212201848-7aac2a2c5b7c
 TEST_TIMEOUT ?= 14m
 BENCH_TIME   ?= 1x
 
 export FACESYNC_TEST_VERSITYGW := $(VERSITYGW)
+export FACESYNC_TEST_MINIO     := $(MINIO)
 
 .PHONY: all build test lint bench bench-all demo up down tools redis-server clean
 
@@ -24,6 +30,9 @@ build:
 $(VERSITYGW):
 	GOBIN=$(TOOLS) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
 
+$(MINIO):
+	GOBIN=$(TOOLS) $(GO) install github.com/minio/minio@$(MINIO_VERSION)
+
 $(STATICCHECK):
 	GOBIN=$(TOOLS) $(GO) install honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION)
 
@@ -34,11 +43,11 @@ redis-server:
 	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq redis-server >/dev/null; }
 	@command -v redis-server >/dev/null 2>&1 || { echo "redis-server could not be installed" >&2; exit 1; }
 
-tools: redis-server $(VERSITYGW) $(STATICCHECK)
+tools: redis-server $(VERSITYGW) $(MINIO) $(STATICCHECK)
 
 # The fault suite (cmd/facesync/faults) and the benchmark table run the
 # binary built here as worker processes.
-test: redis-server $(VERSITYGW) build
+test: redis-server $(VERSITYGW) $(MINIO) build
 	FACESYNC_TEST_BINARY=$(CURDIR)/bin/facesync bash .ci/with-redis $(GO) test -count=1 -timeout $(TEST_TIMEOUT) ./...
 
 lint: $(STATICCHECK)
