@@ -54,10 +54,10 @@ type Scenario struct {
 
 	Script            []Step // scripted answers before everything else, such as two 400504 then the decision
 	NotReady          int    // answers of 66660011 before the decision
-	HTTP500           int // requests answered HTTP 500 first
-	Truncated         int // answers cut mid-body (mid-evidence when they carry evidence)
-	EvidenceHTTP500   int // decision answers with evidence answered HTTP 500 instead
-	EvidenceTruncated int // decision answers with evidence cut in the middle of it
+	HTTP500           int    // requests answered HTTP 500 first
+	Truncated         int    // answers cut mid-body (mid-evidence when they carry evidence)
+	EvidenceHTTP500   int    // decision answers with evidence answered HTTP 500 instead
+	EvidenceTruncated int    // decision answers with evidence cut in the middle of it
 
 	HTTPStatus int           // when set, every sync request is answered with this HTTP status and a text body
 	Latency    time.Duration // wait before answering; the wait ends early when the client goes away
