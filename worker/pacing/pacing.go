@@ -356,7 +356,7 @@ func (p *Pacer) Acquire(ctx context.Context, appID string) (Permit, error) {
 			}
 			// A little jitter, so the fleet's waiters do not all ask Redis
 			// in the same millisecond.
-			wait += rand.N(p.cfg.PollInterval/4 + 1)
+			wait += rand.N(min(wait, p.cfg.PollInterval)/4 + 1)
 			if err := p.sleep(ctx, &pm, wait, ErrPaused, true); err != nil {
 				return Permit{}, err
 			}

@@ -16,6 +16,10 @@ import (
 
 const app = "TIDA0001"
 
+// fakePoll is the poll interval of the tests on an injected clock, which
+// must never sleep through a wait on real time.
+const fakePoll = time.Minute
+
 // clock is an injected clock that moves only when told.
 type clock struct {
 	mu  sync.Mutex
@@ -54,9 +58,10 @@ func acquire(t *testing.T, p *pacing.Pacer) pacing.Permit {
 	return pm
 }
 
-// shortCtx is a context that ends long before any pause of these tests.
+// shortCtx is a context that ends before the pauses of these tests do
+// (and before their poll interval, fakePoll).
 func shortCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	t.Cleanup(cancel)
 	return ctx
 }
@@ -149,7 +154,7 @@ func TestPauseDoublesCapsAndEnds(t *testing.T) {
 	t.Parallel()
 	db := ticketcachetest.NewDB(t)
 	clk := newClock()
-	p := newPacer(t, db.Client, pacing.Config{Now: clk.Now})
+	p := newPacer(t, db.Client, pacing.Config{Now: clk.Now, PollInterval: fakePoll})
 
 	if s := state(t, p); s.Paused {
 		t.Fatalf("State() of a new app = %+v, want no pause", s)
@@ -217,8 +222,8 @@ func TestProbeTimeoutFreesSlot(t *testing.T) {
 	t.Parallel()
 	db := ticketcachetest.NewDB(t)
 	clk := newClock()
-	p := newPacer(t, db.Client, pacing.Config{Now: clk.Now})
-	other := newPacer(t, db.Client, pacing.Config{Now: clk.Now}) // another pod
+	p := newPacer(t, db.Client, pacing.Config{Now: clk.Now, PollInterval: fakePoll})
+	other := newPacer(t, db.Client, pacing.Config{Now: clk.Now, PollInterval: fakePoll}) // another pod
 
 	done(t, acquire(t, p), pacing.Throttled, pacing.PauseStarted, time.Second)
 	clk.Add(time.Second)
@@ -226,9 +231,9 @@ func TestProbeTimeoutFreesSlot(t *testing.T) {
 	if !lost.Probe() {
 		t.Fatal("first Acquire() after the pause is not the probe")
 	}
-	clk.Add(10*time.Second - time.Millisecond)
-	assertPaused(t, other, 0)
-	clk.Add(time.Millisecond)
+	clk.Add(9 * time.Second)
+	assertPaused(t, other, 999*time.Millisecond) // the slot is freed in 1 s
+	clk.Add(time.Second)
 	second := acquire(t, other)
 	if !second.Probe() {
 		t.Fatal("Acquire() once the probe timed out is not the new probe")
