@@ -143,6 +143,13 @@ var (
 	ErrRateLimited = errors.New("provider calls of the app are at the fleet's rate cap")
 )
 
+// IsWait reports whether err is Acquire's *WaitError: the call waited on
+// the fleet's pacing and was not sent, which is no failure of the task.
+func IsWait(err error) bool {
+	var we *WaitError
+	return errors.As(err, &we)
+}
+
 // WaitError is returned by Acquire when the call's context would end, or
 // ended, before the call could be sent: the caller should give the task
 // back for a later retry, not count it as a failure. errors.Is matches

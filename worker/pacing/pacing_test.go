@@ -354,7 +354,7 @@ func TestWaitBoundedByContext(t *testing.T) {
 	time.AfterFunc(20*time.Millisecond, cancel)
 	_, err = p.Acquire(ctx, app)
 	var we *pacing.WaitError
-	if !errors.As(err, &we) || !errors.Is(err, pacing.ErrPaused) || !errors.Is(err, context.Canceled) || we.Waited <= 0 {
+	if !errors.As(err, &we) || !errors.Is(err, pacing.ErrPaused) || !errors.Is(err, context.Canceled) || we.Waited <= 0 || !pacing.IsWait(err) {
 		t.Errorf("Acquire() cancelled while waiting = %v, want a WaitError for ErrPaused and context.Canceled with time waited", err)
 	}
 }
@@ -369,7 +369,7 @@ func TestRedisDown(t *testing.T) {
 	srv.Kill()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if _, err := p.Acquire(ctx, app); err == nil || errors.Is(err, pacing.ErrPaused) {
+	if _, err := p.Acquire(ctx, app); err == nil || pacing.IsWait(err) {
 		t.Errorf("Acquire() with Redis down = %v, want a Redis error", err)
 	}
 }

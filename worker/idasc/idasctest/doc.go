@@ -40,6 +40,8 @@
 //	c400504x2        first 2 answers are code 400504 (any code, no result  Script
 //	                 object); several such tokens run one after another
 //	h429x2           first 2 requests get HTTP 429 (any 100-599)           Script
+//	thr5s            the order's first request throttles its whole app     ThrottleApp
+//	                 (400504 on every sync call) for 5 s (ms, s, m)
 //	nr3              first 3 answers are 66660011 (no result yet)          NotReady
 //	e500, e500x2     first 1 or 2 requests get HTTP 500                    HTTP500
 //	tr2              first 2 answers cut mid-body                          Truncated

@@ -128,6 +128,7 @@ type Fake struct {
 	tokens    map[string]*token // by value
 	scenarios map[string]Scenario
 	orders    map[string]*orderState
+	throttles map[string]bool // orders whose ThrottleApp window was opened
 	records   []Request
 }
 
@@ -217,6 +218,7 @@ func New(opts Options) *Fake {
 		tokens:    make(map[string]*token),
 		scenarios: make(map[string]Scenario),
 		orders:    make(map[string]*orderState),
+		throttles: make(map[string]bool),
 	}
 }
 
@@ -282,6 +284,20 @@ func (f *Fake) ThrottledCalls(appID string) int {
 		return a.throttledCalls
 	}
 	return 0
+}
+
+// openThrottle opens the order's ThrottleApp window for its app, once.
+func (f *Fake) openThrottle(appID, orderNo string, until time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := orderKey(appID, orderNo)
+	if f.throttles[key] {
+		return
+	}
+	f.throttles[key] = true
+	if a := f.app(appID); until.After(a.throttleUntil) {
+		a.throttleUntil = until
+	}
 }
 
 // throttled reports whether a sync request of the app arriving at now falls

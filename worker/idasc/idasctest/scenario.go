@@ -59,6 +59,10 @@ type Scenario struct {
 	EvidenceHTTP500   int    // decision answers with evidence answered HTTP 500 instead
 	EvidenceTruncated int    // decision answers with evidence cut in the middle of it
 
+	// ThrottleApp, when positive, makes the order's first sync request open
+	// a throttling window of this length for its whole app (Throttle).
+	ThrottleApp time.Duration
+
 	HTTPStatus int           // when set, every sync request is answered with this HTTP status and a text body
 	Latency    time.Duration // wait before answering; the wait ends early when the client goes away
 
@@ -160,6 +164,8 @@ func applyToken(s *Scenario, tok string) {
 		s.Truncated = n
 	} else if n, ok := count(tok, "nr"); ok {
 		s.NotReady = n
+	} else if d, ok := duration(tok, "thr"); ok && d > 0 {
+		s.ThrottleApp = d
 	} else if d, ok := duration(tok, "lat"); ok {
 		s.Latency = d
 	} else if d, ok := duration(tok, "ed"); ok && d > 0 {

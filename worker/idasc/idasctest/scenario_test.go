@@ -53,7 +53,10 @@ func TestScenarioFromOrderNo(t *testing.T) {
 			Script: []Step{{Code: "400504", Times: 2}, {Code: "66660021", Times: 1}}}},
 		{"o-h429x2-c400506x1", Scenario{IDNo: "X", PhotoSize: 7,
 			Script: []Step{{HTTPStatus: 429, Times: 2}, {Code: "400506", Times: 1}}}},
+		{"o-thr5s", Scenario{IDNo: "X", PhotoSize: 7, ThrottleApp: 5 * time.Second}},
+		{"o-thr500", Scenario{IDNo: "X", PhotoSize: 7, ThrottleApp: 500 * time.Millisecond}},
 		// Not tokens: left alone.
+		{"o-thr-thr0-thrx", base},
 		{"o-c-cx2-c12x-c12x0-c1234567890-cab-c1xa", base},
 		{"o-h429x0-h99x1-h600x1-h429x", base},
 		{"o-nr-tr-e500x-f-h-lat-ed-p-v", base},

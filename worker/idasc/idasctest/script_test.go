@@ -143,3 +143,28 @@ func TestCredentialScripts(t *testing.T) {
 		t.Error("api_ticket after the script was cleared has no expire_in")
 	}
 }
+
+// TestThrottleFromOrderNumber opens an app's throttling window from the
+// command line: the first request of an order with "thr5s" throttles every
+// order of the app for 5 s, once.
+func TestThrottleFromOrderNumber(t *testing.T) {
+	t.Parallel()
+	clk := newClock()
+	s := setup(t, Options{}, clk)
+	tk := credentials(t, s)
+	for i, o := range []string{"t1-thr5s", "t2", "t1-thr5s"} {
+		if got := syncOnce(t, s, tk, o, "0").str("code"); got != idasc.CodeThrottled {
+			t.Fatalf("sync %d (%s) in the window code = %s, want %s", i+1, o, got, idasc.CodeThrottled)
+		}
+		clk.Add(2 * time.Second)
+	}
+	// 6 s later: the window is over and the order's repeat opened no other.
+	for _, o := range []string{"t1-thr5s", "t2"} {
+		if got := syncOnce(t, s, tk, o, "0").str("code"); got != "0" {
+			t.Errorf("sync of %s after the window code = %s, want 0", o, got)
+		}
+	}
+	if n := s.ThrottledCalls(testApp); n != 3 {
+		t.Errorf("ThrottledCalls() = %d, want 3", n)
+	}
+}

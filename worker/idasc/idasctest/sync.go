@@ -52,6 +52,9 @@ func (f *Fake) serveSync(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 	}
 
+	if known && s.ThrottleApp > 0 {
+		f.openThrottle(appID, orderNo, now.Add(s.ThrottleApp))
+	}
 	a := syncAnswer{s: s, appID: appID, orderNo: orderNo, now: now}
 	switch {
 	case known && f.throttled(appID, now):
