@@ -65,8 +65,9 @@ func runFleet(t *testing.T, srv *idasctest.Server, appID, secret string, pods []
 			for attempt := 0; ; attempt++ {
 				var pm pacing.Permit
 				if len(pods) > 0 {
-					if pm, err = pods[i%len(pods)].Acquire(ctx, appID); err != nil {
-						fail(err)
+					var aerr error
+					if pm, aerr = pods[i%len(pods)].Acquire(ctx, appID); aerr != nil {
+						fail(aerr)
 						return
 					}
 				}
