@@ -48,6 +48,9 @@ func checkCodeAnswer(t *testing.T, what string, res *idasc.Result, err error, co
 	if res == nil || res.Code != code || res.Msg != e.Msg {
 		t.Errorf("%s Result = %+v, want code %s and msg %q", what, res, code, e.Msg)
 	}
+	if !idasc.HasAnswer(err) {
+		t.Errorf("%s HasAnswer() = false, want true for an answer with a code", what)
+	}
 	if got := idasc.IsProviderNetwork(err); got != (code == idasc.CodeProviderNetwork) {
 		t.Errorf("%s IsProviderNetwork() = %v, want %v", what, got, !got)
 	}
@@ -99,7 +102,7 @@ func TestClassifySyncTransport(t *testing.T) {
 	tests := []struct {
 		orderNo string
 		want    idasc.Class
-		status  int
+		status  int         // HTTP status of the first answer; 0: no answer
 		then    idasc.Class // class of the second call
 	}{
 		{"t-h429x1", idasc.ClassThrottled, 429, idasc.ClassNone},
@@ -124,6 +127,9 @@ func TestClassifySyncTransport(t *testing.T) {
 					if i == 0 && tt.status != 0 && (!errors.As(err, &e) || e.HTTPStatus != tt.status) {
 						t.Errorf("%s(%s) error = %v, want HTTP status %d kept", c.name, orderNo, err, tt.status)
 					}
+					if got := idasc.HasAnswer(err); i == 0 && got != (tt.status != 0) {
+						t.Errorf("%s(%s) HasAnswer(%v) = %v, want %v", c.name, orderNo, err, got, !got)
+					}
 				}
 			})
 		}
@@ -140,8 +146,8 @@ func TestClassifySyncTransport(t *testing.T) {
 		gone := newFakeSetup(t, idasctest.Options{})
 		gone.srv.Close()
 		for _, c := range syncCalls {
-			if _, err := c.do(gone, "t-gone"); !idasc.IsTransient(err) {
-				t.Errorf("%s from a closed provider error = %v, want transient", c.name, err)
+			if _, err := c.do(gone, "t-gone"); !idasc.IsTransient(err) || idasc.HasAnswer(err) {
+				t.Errorf("%s from a closed provider error = %v, want transient without an answer", c.name, err)
 			}
 		}
 	})

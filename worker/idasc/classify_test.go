@@ -1,6 +1,7 @@
 package idasc_test
 
 import (
+	"errors"
 	"slices"
 	"testing"
 
@@ -168,5 +169,18 @@ func TestClassNames(t *testing.T) {
 		if got := c.String(); got != name {
 			t.Errorf("Class(%d).String() = %q, want %q", int(c), got, name)
 		}
+	}
+}
+
+func TestHasAnswerWithoutProvider(t *testing.T) {
+	t.Parallel()
+	if !idasc.HasAnswer(nil) {
+		t.Error("HasAnswer(nil) = false, want true (code 0)")
+	}
+	if idasc.HasAnswer(errors.New("dial tcp: refused")) {
+		t.Error("HasAnswer(a plain error) = true, want false")
+	}
+	if idasc.HasAnswer(&idasc.Error{Op: "sync", Class: idasc.ClassTransient}) {
+		t.Error("HasAnswer(an *Error with neither code nor status) = true, want false")
 	}
 }

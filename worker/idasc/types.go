@@ -169,3 +169,16 @@ func IsHTTP4xx(err error) bool { return ClassOf(err) == ClassHTTP4xx }
 
 // IsFailed reports whether the provider gave a definitive non-zero code.
 func IsFailed(err error) bool { return ClassOf(err) == ClassFailed }
+
+// HasAnswer reports whether the provider answered the call: err is nil, or
+// an *Error carrying a provider code or an HTTP status. It is false when
+// no answer could be read (network error, time-out, a body cut short or
+// not JSON, a failure of the evidence callback), which is what fleet-wide
+// pacing needs to tell a probe that got no answer from one that did.
+func HasAnswer(err error) bool {
+	if err == nil {
+		return true
+	}
+	var e *Error
+	return errors.As(err, &e) && (e.Code != "" || e.HTTPStatus != 0)
+}
