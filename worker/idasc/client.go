@@ -186,7 +186,7 @@ func credential(op, code, msg, value string, expireIn flexString, red *redactor)
 		return Credential{}, &Error{Op: op, Class: ClassTransient, Err: errors.New("decode response: missing or malformed code")}
 	}
 	if code != CodeOK {
-		return Credential{}, &Error{Op: op, Class: codeClass(code), Code: code, Msg: red.scrub(msg)}
+		return Credential{}, &Error{Op: op, Class: CodeClass(code), Code: code, Msg: red.scrub(msg)}
 	}
 	if value == "" {
 		return Credential{}, &Error{Op: op, Class: ClassTransient, Code: code, Err: errors.New("answer carries no credential")}
@@ -208,9 +208,11 @@ type SyncRequest struct {
 // Sync asks for the decision on an order, without evidence. On code 0 it
 // returns the Result and a nil error. On any other code it returns the
 // Result read from the answer together with an *Error carrying the code,
-// the message and the class: ClassNotReady (66660011), ClassRejected
-// (400101) or ClassFailed. When no answer could be read, the Result is nil
-// and the *Error is ClassTransient, ClassHTTP4xx or ClassInvalid.
+// the message and the code's class (CodeClass): ClassNotReady,
+// ClassRejected, ClassThrottled, ClassRefused, ClassBadRequest,
+// ClassTransient (66660021) or ClassFailed. When no answer could be read,
+// the Result is nil and the *Error is ClassTransient, ClassThrottled (HTTP
+// 429), ClassHTTP4xx or ClassInvalid.
 func (c *Client) Sync(ctx context.Context, req SyncRequest) (*Result, error) {
 	q, red, err := syncQuery(req, "")
 	if err != nil {
@@ -252,7 +254,7 @@ func syncQuery(req SyncRequest, getFile string) (url.Values, *redactor, error) {
 // non-zero code calls for.
 func syncOutcome(res *Result, red *redactor) error {
 	res.Msg = red.scrub(res.Msg)
-	class := codeClass(res.Code)
+	class := CodeClass(res.Code)
 	if class == ClassNone {
 		return nil
 	}
@@ -280,8 +282,8 @@ func (c *Client) getSmall(ctx context.Context, op, path string, q url.Values, re
 }
 
 // send performs a GET on path with query q and returns a 2xx response,
-// whose body the caller must close. A non-2xx answer is an *Error: HTTP 4xx
-// other than 429 is ClassHTTP4xx, anything else ClassTransient.
+// whose body the caller must close. A non-2xx answer is an *Error of the
+// status's class (StatusClass).
 func (c *Client) send(ctx context.Context, op, path string, q url.Values, red *redactor) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path+"?"+q.Encode(), nil)
 	if err != nil {
@@ -299,11 +301,7 @@ func (c *Client) send(ctx context.Context, op, path string, q url.Values, red *r
 	// echo the request.
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, drainBytes))
 	resp.Body.Close()
-	class := ClassTransient
-	if resp.StatusCode >= 400 && resp.StatusCode <= 499 && resp.StatusCode != http.StatusTooManyRequests {
-		class = ClassHTTP4xx
-	}
-	return nil, &Error{Op: op, Class: class, HTTPStatus: resp.StatusCode}
+	return nil, &Error{Op: op, Class: StatusClass(resp.StatusCode), HTTPStatus: resp.StatusCode}
 }
 
 // transportError wraps a failure to send or read as a transient *Error.

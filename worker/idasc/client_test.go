@@ -172,7 +172,7 @@ func TestSyncClasses(t *testing.T) {
 		},
 		{name: "http 500", status: 500, body: `{"code":"0"}`, wantClass: idasc.ClassTransient, wantHTTP: 500},
 		{name: "http 502", status: 502, body: `bad gateway`, wantClass: idasc.ClassTransient, wantHTTP: 502},
-		{name: "http 429", status: 429, body: ``, wantClass: idasc.ClassTransient, wantHTTP: 429},
+		{name: "http 429", status: 429, body: ``, wantClass: idasc.ClassThrottled, wantHTTP: 429},
 		{name: "http 404", status: 404, body: `not found`, wantClass: idasc.ClassHTTP4xx, wantHTTP: 404},
 		{name: "http 403", status: 403, body: ``, wantClass: idasc.ClassHTTP4xx, wantHTTP: 403},
 		{name: "truncated", status: 200, body: passed[:len(passed)/2], wantClass: idasc.ClassTransient},

@@ -144,19 +144,6 @@ func validCode(code string) bool {
 	return true
 }
 
-// codeClass classifies a provider code (CONTRACT.md section 2).
-func codeClass(code string) Class {
-	switch code {
-	case CodeOK:
-		return ClassNone
-	case CodeNotReady:
-		return ClassNotReady
-	case CodeRejected:
-		return ClassRejected
-	}
-	return ClassFailed
-}
-
 // tokenResponse is the access_token answer.
 type tokenResponse struct {
 	Code        flexString `json:"code"`

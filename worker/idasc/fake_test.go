@@ -73,8 +73,8 @@ func TestFakeCredentials(t *testing.T) {
 		}
 		_, err = c.AccessToken(ctx, testApp, "wrong"+testSecret)
 		assertRedacted(t, "AccessToken()", err)
-		if !idasc.IsFailed(err) {
-			t.Errorf("AccessToken() with a wrong secret = %v, want class failed", err)
+		if !idasc.IsRefused(err) {
+			t.Errorf("AccessToken() with a wrong secret = %v, want class refused", err)
 		}
 	}
 }
@@ -93,7 +93,7 @@ func TestFakeSync(t *testing.T) {
 		{orderNo: "q-e500x1", wantClass: []idasc.Class{idasc.ClassTransient, idasc.ClassNone}, wantCode: "0"},
 		{orderNo: "q-tr1", wantClass: []idasc.Class{idasc.ClassTransient, idasc.ClassNone}, wantCode: "0"},
 		{orderNo: "q-h404", wantClass: []idasc.Class{idasc.ClassHTTP4xx}},
-		{orderNo: "q-h429", wantClass: []idasc.Class{idasc.ClassTransient}},
+		{orderNo: "q-h429", wantClass: []idasc.Class{idasc.ClassThrottled}},
 	}
 	s := newFakeSetup(t, idasctest.Options{})
 	for _, tt := range tests {

@@ -8,11 +8,15 @@ import (
 	"fmt"
 )
 
-// Provider codes the worker branches on.
+// Provider codes the worker branches on. The full classification is the
+// table of classify.go (ClassTable); these name the codes callers and the
+// fake provider need by name.
 const (
-	CodeOK       = "0"        // verified, same person
-	CodeNotReady = "66660011" // no result yet
-	CodeRejected = "400101"   // illegal request: signature or ticket refused
+	CodeOK              = "0"        // verified, same person
+	CodeNotReady        = "66660011" // no result yet
+	CodeRejected        = "400101"   // illegal request: signature or ticket refused
+	CodeThrottled       = "400504"   // request rate too high
+	CodeProviderNetwork = "66660021" // network trouble on the provider's side
 )
 
 // Evidence kinds, as named in object keys and manifests.
@@ -44,13 +48,16 @@ type Class int
 
 // The classes of CONTRACT.md section 2.
 const (
-	ClassNone      Class = iota // no error: code 0
-	ClassTransient              // network error, timeout, HTTP 5xx/429, malformed JSON, invalid base64: retry with backoff
-	ClassNotReady               // code 66660011: retry until FACESYNC_RESULT_WAIT
-	ClassRejected               // code 400101: refresh the ticket generation and retry
-	ClassHTTP4xx                // HTTP 4xx other than 429: record error provider_http_4xx
-	ClassFailed                 // any other non-zero code: a definitive failure
-	ClassInvalid                // the request cannot be made (bad argument, oversize evidence): retrying will not help
+	ClassNone       Class = iota // no error: code 0
+	ClassTransient               // network error, timeout, HTTP 5xx, malformed JSON, invalid base64, code 66660021: retry with backoff
+	ClassNotReady                // code 66660011: retry until FACESYNC_RESULT_WAIT
+	ClassRejected                // codes 400101, 400102, 66660001: refresh the ticket generation and retry
+	ClassHTTP4xx                 // HTTP 4xx other than 429: record error provider_http_4xx
+	ClassFailed                  // any other non-zero code: a definitive failure
+	ClassInvalid                 // the request cannot be made (bad argument, oversize evidence): retrying will not help
+	ClassThrottled               // codes 400504, 400506, HTTP 429: never a decision; retry, and the fleet pauses the app
+	ClassRefused                 // codes 400103, 400104, 66660002, 66660030: an account problem, record error provider_refused
+	ClassBadRequest              // codes 400502, 400601: our request, record error provider_request
 )
 
 // String names the class for logs and metrics.
@@ -70,6 +77,12 @@ func (c Class) String() string {
 		return "failed"
 	case ClassInvalid:
 		return "invalid"
+	case ClassThrottled:
+		return "throttled"
+	case ClassRefused:
+		return "refused"
+	case ClassBadRequest:
+		return "bad_request"
 	}
 	return fmt.Sprintf("class(%d)", int(c))
 }
@@ -122,14 +135,50 @@ func ClassOf(err error) Class {
 // IsNotReady reports whether the provider has no result yet (66660011).
 func IsNotReady(err error) bool { return ClassOf(err) == ClassNotReady }
 
-// IsRejected reports whether the provider refused the signature or ticket (400101).
+// IsRejected reports whether the provider refused the signature, ticket or
+// token (400101, 400102, 66660001).
 func IsRejected(err error) bool { return ClassOf(err) == ClassRejected }
 
-// IsTransient reports whether err is worth retrying with backoff.
+// IsTransient reports whether err is worth retrying with backoff. It holds
+// for code 66660021 too; IsProviderNetwork tells that one apart.
 func IsTransient(err error) bool { return ClassOf(err) == ClassTransient }
+
+// IsProviderNetwork reports whether the provider answered 66660021 (network
+// trouble on its side): transient, but only until FACESYNC_RESULT_WAIT has
+// passed since the first such answer; then it is recorded failed, category
+// session (CONTRACT.md section 2).
+func IsProviderNetwork(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.Class == ClassTransient && e.Code == CodeProviderNetwork
+}
+
+// IsThrottled reports whether the provider said the app calls too fast
+// (400504, 400506 or HTTP 429). It is never a decision.
+func IsThrottled(err error) bool { return ClassOf(err) == ClassThrottled }
+
+// IsRefused reports whether the provider refused the app's account for the
+// call (400103, 400104, 66660002, 66660030).
+func IsRefused(err error) bool { return ClassOf(err) == ClassRefused }
+
+// IsBadRequest reports whether the provider refused the request's version
+// or body (400502, 400601).
+func IsBadRequest(err error) bool { return ClassOf(err) == ClassBadRequest }
 
 // IsHTTP4xx reports whether the provider answered HTTP 4xx other than 429.
 func IsHTTP4xx(err error) bool { return ClassOf(err) == ClassHTTP4xx }
 
 // IsFailed reports whether the provider gave a definitive non-zero code.
 func IsFailed(err error) bool { return ClassOf(err) == ClassFailed }
+
+// HasAnswer reports whether the provider answered the call: err is nil, or
+// an *Error carrying a provider code or an HTTP status. It is false when
+// no answer could be read (network error, time-out, a body cut short or
+// not JSON, a failure of the evidence callback), which is what fleet-wide
+// pacing needs to tell a probe that got no answer from one that did.
+func HasAnswer(err error) bool {
+	if err == nil {
+		return true
+	}
+	var e *Error
+	return errors.As(err, &e) && (e.Code != "" || e.HTTPStatus != 0)
+}

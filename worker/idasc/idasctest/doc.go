@@ -36,6 +36,12 @@
 //
 //	token            meaning                                               Scenario field
 //	f66660015        decision code 66660015 (any digits)                   Code
+//	c2008            the same: decision code 2008 on every answer          Code
+//	c400504x2        first 2 answers are code 400504 (any code, no result  Script
+//	                 object); several such tokens run one after another
+//	h429x2           first 2 requests get HTTP 429 (any 100-599)           Script
+//	thr5s            the order's first request throttles its whole app     ThrottleApp
+//	                 (400504 on every sync call) for 5 s (ms, s, m)
 //	nr3              first 3 answers are 66660011 (no result yet)          NotReady
 //	e500, e500x2     first 1 or 2 requests get HTTP 500                    HTTP500
 //	tr2              first 2 answers cut mid-body                          Truncated
@@ -58,7 +64,17 @@
 //	bad64            one invalid character mid-way in the video's base64   InvalidBase64
 //
 // The counters count the order's accepted sync requests, with or without
-// get_file, in stages: first the HTTP 500s, then the cut answers, then the
+// get_file, in stages: first the scripted answers (c…x…, h…x…, in the
+// order written), then the HTTP 500s, then the cut answers, then the
 // 66660011s, then the decision (see Scenario). A scenario set with
-// SetScenario wins over the tokens.
+// SetScenario wins over the tokens. So "o1-c400504x2-c66660021x1-nr1" is
+// answered 400504 twice, 66660021 once, 66660011 once, then passed.
+//
+// # Throttling and credential scripts
+//
+// Throttle answers every sync request of an app with 400504 until a given
+// time, whatever its order, and ThrottledCalls counts those requests, for
+// tests of fleet-wide pacing. SetTokenScript and SetTicketScript script
+// the answers to an app's access token and ticket requests the same way a
+// Scenario's Script does for an order.
 package idasctest

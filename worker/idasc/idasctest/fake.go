@@ -3,6 +3,7 @@ package idasctest
 import (
 	"crypto/subtle"
 	"net/http"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -29,7 +30,38 @@ const (
 	msgNotReady   = "结果未生成，请稍后再试"
 	msgRejected   = "不合法请求"
 	msgUnknownApp = "app_id不存在或secret不正确"
+	msgThrottled  = "请求频率过高"
 )
+
+// codeMsgs are the fake's messages for the codes that are not about the
+// user's session, in the provider's manner.
+var codeMsgs = map[string]string{
+	idasc.CodeOK:              msgOK,
+	idasc.CodeNotReady:        msgNotReady,
+	idasc.CodeRejected:        msgRejected,
+	"400102":                  "签名已过期",
+	"66660001":                "不合法请求，access_token无效",
+	idasc.CodeThrottled:       msgThrottled,
+	"400506":                  "请求频率超出限制",
+	"400103":                  "无权限调用该接口",
+	CodeUnknownApp:            msgUnknownApp,
+	"66660002":                "服务已过期",
+	"66660030":                "服务类型未开通",
+	"400502":                  "版本号不合法",
+	"400601":                  "请求体不合法",
+	idasc.CodeProviderNetwork: "网络异常，请稍后再试",
+}
+
+// msgFor returns msg, or the fake's message for code when msg is empty.
+func msgFor(code, msg string) string {
+	if msg != "" {
+		return msg
+	}
+	if m, ok := codeMsgs[code]; ok {
+		return m
+	}
+	return msgFailed
+}
 
 // Defaults of Options.
 const (
@@ -96,6 +128,7 @@ type Fake struct {
 	tokens    map[string]*token // by value
 	scenarios map[string]Scenario
 	orders    map[string]*orderState
+	throttles map[string]bool // orders whose ThrottleApp window was opened
 	records   []Request
 }
 
@@ -104,6 +137,28 @@ type appState struct {
 	deadTicketRejections    int
 	tokens                  []*token
 	tickets                 []*ticket
+
+	throttleUntil  time.Time // sync requests before it answer 400504
+	throttledCalls int       // sync requests answered so
+	tokenScript    script    // access token answers before the real ones
+	ticketScript   script    // ticket answers before the real ones
+}
+
+// script is a sequence of scripted answers and how many requests it has
+// answered.
+type script struct {
+	steps []Step
+	n     int
+}
+
+// next returns the step for the next request, consuming it, or false once
+// the script has run out.
+func (s *script) next() (Step, bool) {
+	st, ok, _ := scriptAt(s.steps, s.n)
+	if ok {
+		s.n++
+	}
+	return st, ok
 }
 
 type token struct {
@@ -163,6 +218,7 @@ func New(opts Options) *Fake {
 		tokens:    make(map[string]*token),
 		scenarios: make(map[string]Scenario),
 		orders:    make(map[string]*orderState),
+		throttles: make(map[string]bool),
 	}
 }
 
@@ -207,6 +263,99 @@ func (f *Fake) scenario(appID, orderNo string) Scenario {
 		return s
 	}
 	return ScenarioFromOrderNo(orderNo, f.opts.DefaultScenario)
+}
+
+// Throttle makes every sync request of the app answer 400504 (request rate
+// too high) until the given time by Options.Now, before its signature is
+// checked, without consuming any order's scenario; ThrottledCalls counts
+// them. A zero time ends the window.
+func (f *Fake) Throttle(appID string, until time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.app(appID).throttleUntil = until
+}
+
+// ThrottledCalls returns how many sync requests of the app a throttling
+// window (Throttle) answered with 400504.
+func (f *Fake) ThrottledCalls(appID string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if a := f.apps[appID]; a != nil {
+		return a.throttledCalls
+	}
+	return 0
+}
+
+// openThrottle opens the order's ThrottleApp window for its app, once.
+func (f *Fake) openThrottle(appID, orderNo string, until time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	key := orderKey(appID, orderNo)
+	if f.throttles[key] {
+		return
+	}
+	f.throttles[key] = true
+	if a := f.app(appID); until.After(a.throttleUntil) {
+		a.throttleUntil = until
+	}
+}
+
+// throttled reports whether a sync request of the app arriving at now falls
+// in a throttling window, counting it when it does.
+func (f *Fake) throttled(appID string, now time.Time) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.apps[appID]
+	if a == nil || !now.Before(a.throttleUntil) {
+		return false
+	}
+	a.throttledCalls++
+	return true
+}
+
+// SetTokenScript makes the app's next access token requests answer the
+// steps, in order, before their credentials are checked; once the steps
+// are used up (never, when the last has Times 0) requests are answered as
+// usual. It replaces any earlier script.
+func (f *Fake) SetTokenScript(appID string, steps ...Step) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.app(appID).tokenScript = script{steps: slices.Clone(steps)}
+}
+
+// SetTicketScript is SetTokenScript for ticket requests.
+func (f *Fake) SetTicketScript(appID string, steps ...Step) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.app(appID).ticketScript = script{steps: slices.Clone(steps)}
+}
+
+// scripted returns the scripted answer for the app's next token (or
+// ticket) request, if its script has one left.
+func (f *Fake) scripted(appID string, ticket bool) (Step, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	a := f.apps[appID]
+	if a == nil {
+		return Step{}, false
+	}
+	if ticket {
+		return a.ticketScript.next()
+	}
+	return a.tokenScript.next()
+}
+
+// writeStep answers a request with a scripted step and records it.
+func (f *Fake) writeStep(w http.ResponseWriter, st Step, rec Request, now time.Time) {
+	if st.HTTPStatus != 0 {
+		rec.HTTPStatus = st.HTTPStatus
+		f.record(rec)
+		http.Error(w, http.StatusText(st.HTTPStatus), st.HTTPStatus)
+		return
+	}
+	rec.Code = st.Code
+	f.record(rec)
+	f.writeCode(w, st.Code, msgFor(st.Code, st.Msg), now)
 }
 
 // Requests returns the requests answered so far, oldest first (at most
@@ -286,6 +435,10 @@ func (f *Fake) serveAccessToken(w http.ResponseWriter, r *http.Request) {
 	appID := q.Get("app_id")
 	rec := Request{Time: now, Path: r.URL.Path, AppID: appID, HTTPStatus: http.StatusOK}
 	secret, known := f.opts.Apps[appID]
+	if st, ok := f.scripted(appID, false); ok && known {
+		f.writeStep(w, st, rec, now)
+		return
+	}
 	switch {
 	case !known || subtle.ConstantTimeCompare([]byte(secret), []byte(q.Get("secret"))) != 1:
 		rec.Code = CodeUnknownApp
@@ -334,6 +487,10 @@ func (f *Fake) serveTicket(w http.ResponseWriter, r *http.Request) {
 		rec.Code = CodeUnknownApp
 		f.record(rec)
 		f.writeCode(w, CodeUnknownApp, msgUnknownApp, now)
+		return
+	}
+	if st, ok := f.scripted(appID, true); ok {
+		f.writeStep(w, st, rec, now)
 		return
 	}
 	f.mu.Lock()

@@ -1,6 +1,7 @@
 package idasctest
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -24,26 +25,43 @@ const (
 	FormatBin  = "bin" // neither an image nor a video: random bytes without a known signature
 )
 
+// Step is one scripted answer: Times requests in a row (0: every request
+// from here on) are answered with HTTP status HTTPStatus and a text body
+// when it is set, else with a JSON answer of Code and Msg that has no
+// result object, as the provider answers a request it did not serve.
+type Step struct {
+	Code       string // provider code, such as "400504"
+	Msg        string // "" means the fake's message for Code
+	HTTPStatus int    // when set, an HTTP error answer rather than JSON
+	Times      int    // requests answered so; 0 means every one from here on
+}
+
 // Scenario is how the fake answers /api/server/sync for one order. The zero
 // value is an order that passed at once, with a small JPEG photo and a small
 // MP4 video ready Options.EvidenceDelay after the first query.
 //
 // The failure counters are consumed in arrival order by the sync requests of
 // the order whose signature was accepted, get_file or not, in stages: the
-// first HTTP500 requests get HTTP 500, the next Truncated answers are cut
+// Script's steps come first, one request after another; then the first
+// HTTP500 requests get HTTP 500, the next Truncated answers are cut
 // mid-body, the next NotReady answers are 66660011, and every later request
 // gets the decision. Of the decision answers that carry evidence, the first
 // EvidenceHTTP500 get HTTP 500 instead and the next EvidenceTruncated are cut
 // in the middle of the evidence.
 type Scenario struct {
 	Code string // decision code; "" means "0"
-	Msg  string // decision message; "" means "请求成功" for code 0 and "认证未通过" otherwise
+	Msg  string // decision message; "" means the fake's message for Code ("请求成功" for 0, "认证未通过" for session outcomes)
 
-	NotReady          int // answers of 66660011 before the decision
-	HTTP500           int // requests answered HTTP 500 first
-	Truncated         int // answers cut mid-body (mid-evidence when they carry evidence)
-	EvidenceHTTP500   int // decision answers with evidence answered HTTP 500 instead
-	EvidenceTruncated int // decision answers with evidence cut in the middle of it
+	Script            []Step // scripted answers before everything else, such as two 400504 then the decision
+	NotReady          int    // answers of 66660011 before the decision
+	HTTP500           int    // requests answered HTTP 500 first
+	Truncated         int    // answers cut mid-body (mid-evidence when they carry evidence)
+	EvidenceHTTP500   int    // decision answers with evidence answered HTTP 500 instead
+	EvidenceTruncated int    // decision answers with evidence cut in the middle of it
+
+	// ThrottleApp, when positive, makes the order's first sync request open
+	// a throttling window of this length for its whole app (Throttle).
+	ThrottleApp time.Duration
 
 	HTTPStatus int           // when set, every sync request is answered with this HTTP status and a text body
 	Latency    time.Duration // wait before answering; the wait ends early when the client goes away
@@ -126,7 +144,17 @@ func applyToken(s *Scenario, tok string) {
 		return
 	}
 	// Longer prefixes first: "ev500x" before "e500x", "evtr" before "ed".
-	if n, ok := count(tok, "ev500x"); ok {
+	if code, n, ok := codeTimes(tok, "c"); ok {
+		if n == 0 {
+			s.Code = code
+		} else {
+			s.Script = append(slices.Clip(s.Script), Step{Code: code, Times: n})
+		}
+	} else if st, n, ok := codeTimes(tok, "h"); ok && n > 0 {
+		if status, _ := strconv.Atoi(st); status >= 100 && status <= 599 {
+			s.Script = append(slices.Clip(s.Script), Step{HTTPStatus: status, Times: n})
+		}
+	} else if n, ok := count(tok, "ev500x"); ok {
 		s.EvidenceHTTP500 = n
 	} else if n, ok := count(tok, "e500x"); ok {
 		s.HTTP500 = n
@@ -136,6 +164,8 @@ func applyToken(s *Scenario, tok string) {
 		s.Truncated = n
 	} else if n, ok := count(tok, "nr"); ok {
 		s.NotReady = n
+	} else if d, ok := duration(tok, "thr"); ok && d > 0 {
+		s.ThrottleApp = d
 	} else if d, ok := duration(tok, "lat"); ok {
 		s.Latency = d
 	} else if d, ok := duration(tok, "ed"); ok && d > 0 {
@@ -165,6 +195,41 @@ func count(tok, prefix string) (int, bool) {
 		return 0, false
 	}
 	return n, true
+}
+
+// codeTimes parses tok as prefix, a number of up to 9 digits and an
+// optional "x" with a count of at least 1: "c400504x2" is 400504 twice,
+// "c2008" is 2008 with n 0.
+func codeTimes(tok, prefix string) (code string, n int, ok bool) {
+	rest, ok := strings.CutPrefix(tok, prefix)
+	if !ok {
+		return "", 0, false
+	}
+	code, times, hasTimes := strings.Cut(rest, "x")
+	if code == "" || len(code) > 9 || !digits(code) {
+		return "", 0, false
+	}
+	if !hasTimes {
+		return code, 0, true
+	}
+	n, ok = count("x"+times, "x")
+	if !ok || n == 0 {
+		return "", 0, false
+	}
+	return code, n, true
+}
+
+// scriptAt returns the step of script answering the order's n-th accepted
+// request (counting from 0), or false and how far past the script's end n
+// is.
+func scriptAt(script []Step, n int) (step Step, ok bool, rest int) {
+	for _, st := range script {
+		if st.Times <= 0 || n < st.Times {
+			return st, true, 0
+		}
+		n -= st.Times
+	}
+	return Step{}, false, n
 }
 
 // duration parses tok as prefix followed by a number of milliseconds, or a

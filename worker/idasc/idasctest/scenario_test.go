@@ -47,7 +47,18 @@ func TestScenarioFromOrderNo(t *testing.T) {
 		{"o-esc-lb-num-rf-bad64", Scenario{IDNo: "X", PhotoSize: 7, EscapeSlashes: true, LineBreaks: true, CodeAsNumber: true, ResultFirst: true, InvalidBase64: true}},
 		{"o7-nr2-e500x1-v5m-esc", Scenario{IDNo: "X", PhotoSize: 7, NotReady: 2, HTTP500: 1, VideoSize: 5 << 20, EscapeSlashes: true}},
 		{"O7_NR2_ESC", Scenario{IDNo: "X", PhotoSize: 7, NotReady: 2, EscapeSlashes: true}},
+		{"o-c2008", Scenario{IDNo: "X", PhotoSize: 7, Code: "2008"}},
+		{"o-c400504x2", Scenario{IDNo: "X", PhotoSize: 7, Script: []Step{{Code: "400504", Times: 2}}}},
+		{"o-C400504X2-c66660021x1-nr1", Scenario{IDNo: "X", PhotoSize: 7, NotReady: 1,
+			Script: []Step{{Code: "400504", Times: 2}, {Code: "66660021", Times: 1}}}},
+		{"o-h429x2-c400506x1", Scenario{IDNo: "X", PhotoSize: 7,
+			Script: []Step{{HTTPStatus: 429, Times: 2}, {Code: "400506", Times: 1}}}},
+		{"o-thr5s", Scenario{IDNo: "X", PhotoSize: 7, ThrottleApp: 5 * time.Second}},
+		{"o-thr500", Scenario{IDNo: "X", PhotoSize: 7, ThrottleApp: 500 * time.Millisecond}},
 		// Not tokens: left alone.
+		{"o-thr-thr0-thrx", base},
+		{"o-c-cx2-c12x-c12x0-c1234567890-cab-c1xa", base},
+		{"o-h429x0-h99x1-h600x1-h429x", base},
 		{"o-nr-tr-e500x-f-h-lat-ed-p-v", base},
 		{"o-h42-h600-hx", base},
 		{"o-fab-nrx-p1g-v1t-ed0-p0", base},
@@ -351,5 +362,24 @@ func TestLatency(t *testing.T) {
 			t.Fatalf("the handler still waits after its client went away")
 		}
 		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// TestScenarioFromOrderNoKeepsBase checks that script tokens never write
+// into the base scenario's Script, which every order shares.
+func TestScenarioFromOrderNoKeepsBase(t *testing.T) {
+	t.Parallel()
+	base := Scenario{Script: make([]Step, 1, 4)}
+	base.Script[0] = Step{Code: "400504", Times: 1}
+	a := ScenarioFromOrderNo("a-c400506x1", base)
+	b := ScenarioFromOrderNo("b-c66660021x1", base)
+	if len(base.Script) != 1 || base.Script[:2][1] != (Step{}) {
+		t.Fatalf("base Script = %+v after parsing, want it unchanged", base.Script[:2])
+	}
+	if got := a.Script[1].Code; got != "400506" {
+		t.Errorf("a.Script[1].Code = %q, want 400506", got)
+	}
+	if got := b.Script[1].Code; got != "66660021" {
+		t.Errorf("b.Script[1].Code = %q, want 66660021", got)
 	}
 }

@@ -52,8 +52,15 @@ func (f *Fake) serveSync(w http.ResponseWriter, r *http.Request) {
 		f.mu.Unlock()
 	}
 
+	if known && s.ThrottleApp > 0 {
+		f.openThrottle(appID, orderNo, now.Add(s.ThrottleApp))
+	}
 	a := syncAnswer{s: s, appID: appID, orderNo: orderNo, now: now}
 	switch {
+	case known && f.throttled(appID, now):
+		a.code, a.msg = idasc.CodeThrottled, msgThrottled
+		f.answer(w, a, rec)
+		return
 	case s.HTTPStatus != 0:
 		rec.HTTPStatus = s.HTTPStatus
 		f.record(rec)
@@ -81,6 +88,20 @@ func (f *Fake) serveSync(w http.ResponseWriter, r *http.Request) {
 	first := st.first
 	f.mu.Unlock()
 
+	step, scripted, rest := scriptAt(s.Script, n)
+	switch {
+	case scripted && step.HTTPStatus != 0:
+		rec.HTTPStatus = step.HTTPStatus
+		f.record(rec)
+		http.Error(w, http.StatusText(step.HTTPStatus), step.HTTPStatus)
+		return
+	case scripted:
+		a.code, a.msg = step.Code, msgFor(step.Code, step.Msg)
+		f.answer(w, a, rec)
+		return
+	}
+	n = rest
+
 	stage := stageDecision
 	if n < s.HTTP500 {
 		stage = stageHTTP500
@@ -106,12 +127,7 @@ func (f *Fake) serveSync(w http.ResponseWriter, r *http.Request) {
 	if a.code == "" {
 		a.code = idasc.CodeOK
 	}
-	if a.msg == "" {
-		a.msg = msgOK
-		if a.code != idasc.CodeOK {
-			a.msg = msgFailed
-		}
-	}
+	a.msg = msgFor(a.code, a.msg)
 	a.result = true
 	a.occurred = first.Add(-30 * time.Second)
 	if getFile == "1" || getFile == "2" {
