@@ -62,6 +62,10 @@ type FetchEvidence struct {
 	OrderNo   string    `json:"order_no"`
 	GetFile   GetFile   `json:"get_file"`
 	DecidedAt time.Time `json:"decided_at"`
+	// NotBefore is when the first evidence call may go out; the task is
+	// scheduled at the whole second at or before it, and the worker waits
+	// the rest. Zero (tasks enqueued before it existed): no wait.
+	NotBefore time.Time `json:"not_before,omitzero"`
 }
 
 // GetFile is the get_file value. It decodes from a JSON string or number
@@ -211,10 +215,13 @@ func NewFetchResultTask(p FetchResult, opts ...asynq.Option) (*asynq.Task, error
 }
 
 // NewFetchEvidenceTask returns the evidence task the worker enqueues after a
-// decision, to run no earlier than notBefore. asynq schedules by whole
-// seconds, so the time is rounded up to the next second: rounding down
-// could run the fetch before the provider has the evidence.
+// decision, for its first call to go out no earlier than notBefore. asynq
+// schedules by whole seconds (it stores and compares Unix seconds), so
+// rounding up would land the call anywhere up to a second late: the task
+// is scheduled at the whole second at or before notBefore instead, and
+// the payload's NotBefore tells the worker how long to wait after that.
 func NewFetchEvidenceTask(p FetchEvidence, notBefore time.Time, opts ...asynq.Option) (*asynq.Task, error) {
+	p.NotBefore = notBefore
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}
@@ -222,16 +229,12 @@ func NewFetchEvidenceTask(p FetchEvidence, notBefore time.Time, opts ...asynq.Op
 	if err != nil {
 		return nil, fmt.Errorf("encode payload: %w", err)
 	}
-	at := notBefore.Truncate(time.Second)
-	if at.Before(notBefore) {
-		at = at.Add(time.Second)
-	}
 	o := append([]asynq.Option{
 		asynq.Queue(QueueEvidence),
 		asynq.TaskID(TaskID(p.AppID, p.OrderNo)),
 		asynq.Retention(DefaultRetention),
 		asynq.MaxRetry(DefaultMaxRetry),
-		asynq.ProcessAt(at),
+		asynq.ProcessAt(notBefore.Truncate(time.Second)),
 	}, opts...)
 	return asynq.NewTask(TypeFetchEvidence, b, o...), nil
 }

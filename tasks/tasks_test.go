@@ -41,7 +41,7 @@ func TestFrozenNames(t *testing.T) {
 	if got, want := tags(tasks.FetchResult{}), []string{"app_id", "order_no", "get_file,omitempty"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("FetchResult json tags = %v, want %v", got, want)
 	}
-	if got, want := tags(tasks.FetchEvidence{}), []string{"app_id", "order_no", "get_file", "decided_at"}; !reflect.DeepEqual(got, want) {
+	if got, want := tags(tasks.FetchEvidence{}), []string{"app_id", "order_no", "get_file", "decided_at", "not_before,omitzero"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("FetchEvidence json tags = %v, want %v", got, want)
 	}
 	if got := tasks.TaskID("TIDA0001", "ord0001"); got != "TIDA0001:ord0001" {
@@ -154,8 +154,13 @@ func TestEnqueueOnRealRedis(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GetTaskInfo(evidence): %v", err)
 	}
-	// asynq keeps whole seconds: the time must be rounded up, never down.
-	if einfo.State != asynq.TaskStateScheduled || einfo.NextProcessAt.Before(notBefore) || einfo.NextProcessAt.Sub(notBefore) >= time.Second {
-		t.Errorf("evidence task state %v next at %v, want scheduled at %v rounded up to the second", einfo.State, einfo.NextProcessAt, notBefore)
+	// asynq keeps whole seconds: the task runs at the second at or before
+	// notBefore, and the payload says when the call may go out.
+	if want := notBefore.Truncate(time.Second); einfo.State != asynq.TaskStateScheduled || !einfo.NextProcessAt.Equal(want) {
+		t.Errorf("evidence task state %v next at %v, want scheduled at %v (%v truncated to the second)", einfo.State, einfo.NextProcessAt, want, notBefore)
+	}
+	got, err := tasks.ParseFetchEvidence(einfo.Payload)
+	if err != nil || !got.NotBefore.Equal(notBefore) {
+		t.Errorf("evidence payload not_before = %v (%v), want %v", got.NotBefore, err, notBefore)
 	}
 }

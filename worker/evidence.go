@@ -78,6 +78,9 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 		return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, fmt.Errorf("read manifest: %w", err)), log)
 	}
 	if n, _ := asynq.GetRetryCount(ctx); n == 0 {
+		if err := w.waitUntil(ctx, p.NotBefore); err != nil {
+			return "retry", err
+		}
 		w.m.decisionAge.Observe(w.now().Sub(p.DecidedAt).Seconds())
 	}
 
@@ -274,4 +277,28 @@ func sortedFiles(have map[string]storage.File) []storage.File {
 	// photo before video, as auditors read them
 	sort.Slice(out, func(i, j int) bool { return out[i].Kind < out[j].Kind })
 	return out
+}
+
+// maxNotBeforeWait bounds the wait for NotBefore: the task is scheduled at
+// the whole second at or before it, so the rest is under a second unless
+// clocks disagree.
+const maxNotBeforeWait = 2 * time.Second
+
+// waitUntil waits for t, the payload's NotBefore: asynq ran the task at the
+// whole second at or before it, and the provider's evidence is not ready
+// before. A cancelled wait is a shutdown, returned for asynq to put the
+// task back.
+func (w *Worker) waitUntil(ctx context.Context, t time.Time) error {
+	d := t.Sub(w.now())
+	if t.IsZero() || d <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(min(d, maxNotBeforeWait))
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
 }

@@ -49,6 +49,10 @@ type Config struct {
 	ResultWait          time.Duration      // how long 66660011 is retried (10m)
 	EvidenceWait        time.Duration      // how long missing photo/video is retried (5m)
 	MaxEvidenceBytes    int64              // largest decoded file accepted (256 MiB)
+	// PollInterval is how often an idle pod looks for new tasks and moves
+	// due scheduled ones (50ms): it sets the decision latency at low load
+	// and the precision of the evidence delay.
+	PollInterval time.Duration
 }
 
 // Defaults of Config.
@@ -61,7 +65,11 @@ const (
 	DefaultResultWait          = 10 * time.Minute
 	DefaultEvidenceWait        = 5 * time.Minute
 	DefaultMaxEvidenceBytes    = 256 << 20
+	DefaultPollInterval        = 50 * time.Millisecond
 )
+
+// MinPollInterval bounds how hard an idle pod may poll Redis.
+const MinPollInterval = 5 * time.Millisecond
 
 // MinEvidenceDelay is the shortest evidence delay: the provider needs about
 // a second before photo and video exist.
@@ -99,6 +107,8 @@ func (c Config) Validate() error {
 		return bad("EvidenceWait", "negative evidence wait %v", c.EvidenceWait)
 	case c.MaxEvidenceBytes < 0:
 		return bad("MaxEvidenceBytes", "negative evidence size cap %d", c.MaxEvidenceBytes)
+	case c.PollInterval != 0 && c.PollInterval < MinPollInterval:
+		return bad("PollInterval", "poll interval %v is below %v", c.PollInterval, MinPollInterval)
 	}
 	return nil
 }
@@ -129,6 +139,7 @@ func (c *Config) setDefaults() error {
 	if c.MaxEvidenceBytes == 0 {
 		c.MaxEvidenceBytes = DefaultMaxEvidenceBytes
 	}
+	def(&c.PollInterval, DefaultPollInterval)
 	return nil
 }
 
@@ -235,8 +246,11 @@ func (w *Worker) Start() error {
 			Concurrency: concurrency,
 			Queues:      map[string]int{queue: 1},
 			BaseContext: func() context.Context { return w.base },
-			// The default 5 s would stretch the evidence delay.
-			DelayedTaskCheckInterval: time.Second,
+			// asynq's defaults (1 s between looks at an empty queue, 5 s
+			// between moves of due scheduled tasks) would put up to a
+			// second on every decision and several on the evidence delay.
+			TaskCheckInterval:        w.cfg.PollInterval,
+			DelayedTaskCheckInterval: w.cfg.PollInterval,
 			RetryDelayFunc:           RetryDelay,
 			IsFailure:                IsFailure,
 			ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),

@@ -50,6 +50,7 @@ type Config struct {
 	ResultWait          time.Duration     // FACESYNC_RESULT_WAIT
 	EvidenceWait        time.Duration     // FACESYNC_EVIDENCE_WAIT
 	MaxEvidenceBytes    int64             // FACESYNC_MAX_EVIDENCE_BYTES
+	PollInterval        time.Duration     // FACESYNC_POLL_INTERVAL
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -93,6 +94,7 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		ResultWait:          r.duration("FACESYNC_RESULT_WAIT", worker.DefaultResultWait, time.Second),
 		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", worker.DefaultEvidenceWait, time.Second),
 		MaxEvidenceBytes:    int64(r.integer("FACESYNC_MAX_EVIDENCE_BYTES", worker.DefaultMaxEvidenceBytes, 1)),
+		PollInterval:        r.duration("FACESYNC_POLL_INTERVAL", worker.DefaultPollInterval, worker.MinPollInterval),
 	}
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
 	c.Apps = r.apps(c.TicketSource == "external")
@@ -135,6 +137,7 @@ var (
 		"EvidenceDelay": "FACESYNC_EVIDENCE_DELAY", "ShutdownTimeout": "FACESYNC_SHUTDOWN_TIMEOUT",
 		"DecisionTTL": "FACESYNC_DECISION_TTL", "ResultWait": "FACESYNC_RESULT_WAIT",
 		"EvidenceWait": "FACESYNC_EVIDENCE_WAIT", "MaxEvidenceBytes": "FACESYNC_MAX_EVIDENCE_BYTES",
+		"PollInterval": "FACESYNC_POLL_INTERVAL",
 	}
 )
 
@@ -154,7 +157,7 @@ func (c *Config) workerConfig(aopt asynq.RedisConnOpt, apps []string) worker.Con
 		Concurrency: c.Concurrency, EvidenceConcurrency: c.EvidenceConcurrency,
 		EvidenceDelay: c.EvidenceDelay, ShutdownTimeout: c.ShutdownTimeout,
 		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,
-		MaxEvidenceBytes: c.MaxEvidenceBytes,
+		MaxEvidenceBytes: c.MaxEvidenceBytes, PollInterval: c.PollInterval,
 	}
 }
 

@@ -47,7 +47,6 @@ const kedaCRD = "testdata/keda.sh_scaledobjects.v2.20.2.yaml"
 var notYetRead = []string{
 	"FACESYNC_API_ADDR",      // facesync api (section 10)
 	"FACESYNC_API_KEYS_FILE", // facesync api (section 10)
-	"FACESYNC_POLL_INTERVAL",
 	"FACESYNC_RECONCILE_INTERVAL",
 	"FACESYNC_PROVIDER_RATE",
 	"FACESYNC_REDIS_CA_FILE",
