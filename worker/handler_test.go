@@ -68,7 +68,7 @@ func checkEvidence(t *testing.T, b *workertest.Env, orderNo string, r *orderstor
 
 func TestPassedWithEvidence(t *testing.T) {
 	t.Parallel()
-	b := workertest.New(t, workertest.Options{Scenarios: map[string]idasctest.Scenario{"ord-pass": {PhotoFormat: idasctest.FormatPNG, EscapeSlashes: true, LineBreaks: true}}})
+	b := workertest.New(t, workertest.Options{S3: true, Scenarios: map[string]idasctest.Scenario{"ord-pass": {PhotoFormat: idasctest.FormatPNG, EscapeSlashes: true, LineBreaks: true}}})
 	b.Enqueue(t, "ord-pass", "")
 	r := b.WaitFinal(t, "ord-pass", wait)
 	if r.Status != orderstore.StatusPassed || r.Code != "0" || r.Evidence.Status != orderstore.EvidenceStored {

@@ -47,16 +47,21 @@ type Options struct {
 	Scenarios map[string]idasctest.Scenario // by order number
 	Clock     *Clock                        // shared by the fake provider and the ticket cache; nil: real time
 	NoStart   bool                          // build the worker without starting its servers
+	// S3 stores evidence on a versitygw bucket through the real AWS SDK
+	// client; otherwise it goes to a storage.Memory sink, which passes the
+	// same conformance suite and needs no server.
+	S3 bool
 }
 
 // Env is one test's real parts: its own Redis database, fake provider,
-// S3 server with a bucket, and a worker.
+// evidence sink (in memory, or an S3 server with a bucket), and a worker.
 type Env struct {
 	DB        *ticketcachetest.DB
 	Fake      *idasctest.Server
-	S3        *s3.Client
-	Bucket    string
-	Sink      *storage.S3
+	Sink      storage.Sink
+	Memory    *storage.Memory // the sink, unless Options.S3
+	S3        *s3.Client      // with Options.S3
+	Bucket    string          // with Options.S3
 	Store     *orderstore.Store
 	Tickets   *ticketcache.Cache
 	Worker    *worker.Worker
@@ -69,7 +74,6 @@ type Env struct {
 // New builds an Env; everything it started stops when the test ends.
 func New(t testing.TB, o Options) *Env {
 	t.Helper()
-	srv := storagetest.StartServer(t)
 	e := &Env{DB: ticketcachetest.NewDB(t)}
 	fo := idasctest.Options{Apps: map[string]string{AppID: Secret}}
 	if o.Clock != nil {
@@ -79,13 +83,20 @@ func New(t testing.TB, o Options) *Env {
 	for order, sc := range o.Scenarios {
 		e.Fake.SetScenario(AppID, order, sc)
 	}
-	e.S3 = srv.Client()
-	e.Bucket = srv.NewBucket(t, false)
-	sink, err := storage.NewS3(e.S3, storage.Config{Bucket: e.Bucket})
-	if err != nil {
-		t.Fatal(err)
+	var err error
+	if o.S3 {
+		srv := storagetest.StartServer(t)
+		e.S3 = srv.Client()
+		e.Bucket = srv.NewBucket(t, false)
+		if e.Sink, err = storage.NewS3(e.S3, storage.Config{Bucket: e.Bucket}); err != nil {
+			t.Fatal(err)
+		}
+	} else {
+		if e.Memory, err = storage.NewMemory(storage.MemoryConfig{}); err != nil {
+			t.Fatal(err)
+		}
+		e.Sink = e.Memory
 	}
-	e.Sink = sink
 	provider := idasc.New(e.Fake.URL)
 	var clock ticketcache.Clock
 	if o.Clock != nil {
@@ -112,7 +123,7 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	e.Worker, err = worker.New(cfg, worker.Deps{
-		Redis: e.DB.Client, Provider: provider, Tickets: e.Tickets, Sink: sink,
+		Redis: e.DB.Client, Provider: provider, Tickets: e.Tickets, Sink: e.Sink,
 		Logger: zap.New(core), Registerer: prometheus.NewRegistry(),
 	})
 	if err != nil {
@@ -219,6 +230,13 @@ func (e *Env) WaitTask(t testing.TB, queue, id string, want asynq.TaskState, d t
 // Object reads a stored object and its content type.
 func (e *Env) Object(t testing.TB, key string) ([]byte, string) {
 	t.Helper()
+	if e.Memory != nil {
+		data, ct, ok := e.Memory.Object(key)
+		if !ok {
+			t.Fatalf("no object %s", key)
+		}
+		return data, ct
+	}
 	out, err := e.S3.GetObject(context.Background(), &s3.GetObjectInput{Bucket: aws.String(e.Bucket), Key: aws.String(key)})
 	if err != nil {
 		t.Fatalf("GetObject(%s): %v", key, err)
@@ -231,9 +249,12 @@ func (e *Env) Object(t testing.TB, key string) ([]byte, string) {
 	return data, aws.ToString(out.ContentType)
 }
 
-// Keys lists the bucket's keys.
+// Keys lists the stored keys.
 func (e *Env) Keys(t testing.TB) []string {
 	t.Helper()
+	if e.Memory != nil {
+		return e.Memory.Keys()
+	}
 	out, err := e.S3.ListObjectsV2(context.Background(), &s3.ListObjectsV2Input{Bucket: aws.String(e.Bucket)})
 	if err != nil {
 		t.Fatal(err)
