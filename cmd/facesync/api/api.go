@@ -132,10 +132,11 @@ func New(d Deps) (*Server, error) {
 	s := &Server{d: d, mux: http.NewServeMux(), metrics: m}
 	// Patterns carry no method: the handlers answer 405 themselves, so
 	// the body is JSON like every other refusal.
-	s.mux.HandleFunc(routeOrders, s.postOrder)
-	s.mux.HandleFunc(routeOrder, s.getOrder)
-	s.mux.HandleFunc(routeEvidence, s.getEvidence)
-	s.mux.HandleFunc(routeOpenAPI, s.getOpenAPI)
+	for pattern, h := range map[string]http.HandlerFunc{
+		routeOrders: s.postOrder, routeOrder: s.getOrder, routeEvidence: s.getEvidence, routeOpenAPI: s.getOpenAPI,
+	} {
+		s.mux.Handle(pattern, named(pattern, h))
+	}
 	s.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such route: see /v1/openapi.json")
 	})
@@ -179,7 +180,18 @@ const (
 
 // reqInfo is what the access log learns while a request is handled.
 type reqInfo struct {
+	route string // the pattern that matched; routeNone for none
 	keyID string
+}
+
+// named notes the route's pattern for the access log and metrics.
+func named(pattern string, h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		if info, ok := r.Context().Value(infoKey{}).(*reqInfo); ok {
+			info.route = pattern
+		}
+		h(w, r)
+	}
 }
 
 type infoKey struct{}
@@ -207,14 +219,13 @@ func (r *recorder) Write(b []byte) (int, error) {
 // ServeHTTP routes the request and writes its access line and metrics.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	info := &reqInfo{}
+	info := &reqInfo{route: routeNone}
 	r = r.WithContext(context.WithValue(r.Context(), infoKey{}, info))
 	rec := &recorder{ResponseWriter: w}
-	route := routeNone
 	defer func() {
 		if v := recover(); v != nil {
 			// Never a panic to the partner or a dropped connection.
-			s.d.Logger.Error("panic in handler", zap.String("route", route), zap.Any("panic", v))
+			s.d.Logger.Error("panic in handler", zap.String("route", info.route), zap.Any("panic", v))
 			if rec.status == 0 {
 				writeError(rec, http.StatusInternalServerError, codeInternal, "internal error")
 			}
@@ -224,9 +235,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			status = http.StatusOK
 		}
 		d := time.Since(start)
-		s.metrics.observe(route, status, d)
+		s.metrics.observe(info.route, status, d)
 		s.d.Logger.Info("request",
-			zap.String("method", r.Method), zap.String("route", route), zap.Int("status", status),
+			zap.String("method", r.Method), zap.String("route", info.route), zap.Int("status", status),
 			zap.Duration("duration", d), zap.String("key_id", info.keyID))
 	}()
 	// ServeMux redirects unclean paths (//, /./, /../) with an HTML body;
@@ -235,11 +246,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(rec, http.StatusNotFound, codeNotFound, "no such route: see /v1/openapi.json")
 		return
 	}
-	h, pattern := s.mux.Handler(r)
-	if pattern != "" && pattern != "/" {
-		route = pattern
-	}
-	h.ServeHTTP(rec, r)
+	s.mux.ServeHTTP(rec, r)
 }
 
 // errorBody is the body of every refusal.
