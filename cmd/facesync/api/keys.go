@@ -183,3 +183,21 @@ func NewKeyID() (string, error) {
 	}
 	return "key-" + hex.EncodeToString(b), nil
 }
+
+// WriteNewKey makes a key (NewKey; a random id when id is empty) and
+// writes it once to w with the line for the keys file: `facesync api-key
+// new`. The key is not kept anywhere else.
+func WriteNewKey(w io.Writer, id string, apps []string) error {
+	if id == "" {
+		var err error
+		if id, err = NewKeyID(); err != nil {
+			return err
+		}
+	}
+	token, line, err := NewKey(id, apps)
+	if err != nil {
+		return err
+	}
+	_, err = fmt.Fprintf(w, "API key (shown only now; hand it to the partner, facesync keeps only its hash):\n%s\n\nline for FACESYNC_API_KEYS_FILE:\n%s\n", token, line)
+	return err
+}

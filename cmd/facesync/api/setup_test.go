@@ -43,6 +43,7 @@ const (
 type bundle struct {
 	url     string
 	client  *http.Client // validates every response against the OpenAPI document
+	val     *validating
 	rdb     *redis.Client
 	store   *orderstore.Store
 	insp    *asynq.Inspector
@@ -65,6 +66,9 @@ type options struct {
 	publicEndpoint func(s *storagetest.Server) string
 	rdb            *redis.Client // else a clean database of the shared server
 	aopt           asynq.RedisConnOpt
+	// discardLogs encodes the access log as JSON to io.Discard, as in
+	// production but unobserved (benchmarks).
+	discardLogs bool
 }
 
 func setup(t testing.TB, o options) *bundle {
@@ -123,6 +127,10 @@ func setup(t testing.TB, o options) *bundle {
 	accessCore, access := observer.New(zapcore.DebugLevel)
 	auditCore, audit := observer.New(zapcore.InfoLevel)
 	b.access, b.audit = access, audit
+	accessLog := zap.New(accessCore)
+	if o.discardLogs {
+		accessLog = zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(zap.NewProductionEncoderConfig()), zapcore.AddSync(io.Discard), zapcore.InfoLevel))
+	}
 	srv, err := api.New(api.Deps{
 		Keys: keys, Enqueuer: b.enq, Tasks: b.insp, Records: b.store, Links: links,
 		Purged: func(_ context.Context, appID, orderNo string) (bool, error) {
@@ -130,7 +138,7 @@ func setup(t testing.TB, o options) *bundle {
 			defer b.purgeMu.Unlock()
 			return b.purged[appID+":"+orderNo], nil
 		},
-		Logger: zap.New(accessCore), Audit: zap.New(auditCore), Registerer: b.reg,
+		Logger: accessLog, Audit: zap.New(auditCore), Registerer: b.reg,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -140,8 +148,9 @@ func setup(t testing.TB, o options) *bundle {
 	hs.Start()
 	t.Cleanup(hs.Close)
 	b.url = hs.URL
+	b.val = newValidating(t, hs.Client().Transport)
 	b.client = &http.Client{
-		Transport: newValidating(t, hs.Client().Transport),
+		Transport: b.val,
 		// Evidence links are checked as the 302 the API gives.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 	}
