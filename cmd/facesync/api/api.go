@@ -369,16 +369,55 @@ func jsonContentType(w http.ResponseWriter, r *http.Request) bool {
 	return false
 }
 
-// decodeOrder decodes a POST body strictly: one JSON object, no unknown
-// field, valid ids and get_file.
+// decodeOrder decodes a POST body strictly: one JSON object whose field
+// names are exactly app_id, order_no and get_file, each at most once
+// (encoding/json alone would match "APP_ID" too, and let the last of two
+// app_id fields win), with valid ids and get_file.
 func decodeOrder(b []byte) (tasks.FetchResult, error) {
 	var p tasks.FetchResult
 	if len(bytes.TrimSpace(b)) == 0 {
 		return p, errors.New("no body: want {\"app_id\":\"..\",\"order_no\":\"..\",\"get_file\":\"1\"}")
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&p); err != nil {
+	if tok, err := dec.Token(); err != nil {
+		return p, fmt.Errorf("not a JSON object with app_id and order_no: %s", jsonMessage(err))
+	} else if d, ok := tok.(json.Delim); !ok || d != '{' {
+		return p, errors.New("not a JSON object with app_id and order_no: want a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return p, fmt.Errorf("not a JSON object with app_id and order_no: %s", jsonMessage(err))
+		}
+		name, _ := tok.(string)
+		var dst any
+		switch name {
+		case "app_id":
+			dst = &p.AppID
+		case "order_no":
+			dst = &p.OrderNo
+		case "get_file":
+			dst = &p.GetFile
+		default:
+			return p, fmt.Errorf("unknown field %q (want app_id, order_no and get_file only)", truncate(name))
+		}
+		if seen[name] {
+			return p, fmt.Errorf("field %s given twice", name)
+		}
+		seen[name] = true
+		var raw json.RawMessage
+		if err := dec.Decode(&raw); err != nil {
+			return p, fmt.Errorf("not a JSON object with app_id and order_no: %s", jsonMessage(err))
+		}
+		if err := json.Unmarshal(raw, dst); err != nil {
+			if name == "get_file" {
+				return p, errors.New("get_file must be a string or a number")
+			}
+			return p, fmt.Errorf("%s must be a string", name)
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
 		return p, fmt.Errorf("not a JSON object with app_id and order_no: %s", jsonMessage(err))
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
@@ -391,34 +430,16 @@ func decodeOrder(b []byte) (tasks.FetchResult, error) {
 	return p, nil
 }
 
-// jsonMessage says what encoding/json found wrong, shortly: the unknown
-// field by name, a type error by field.
+// jsonMessage says what encoding/json found wrong, shortly.
 func jsonMessage(err error) string {
-	var te *json.UnmarshalTypeError
 	var se *json.SyntaxError
 	switch {
-	case errors.As(err, &te):
-		if te.Field != "" {
-			return fmt.Sprintf("%s must be a %s", te.Field, want(te.Field))
-		}
-		return "want a JSON object"
 	case errors.As(err, &se):
 		return fmt.Sprintf("invalid JSON at byte %d", se.Offset)
-	case errors.Is(err, io.ErrUnexpectedEOF):
+	case errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, io.EOF):
 		return "the JSON ends early"
 	}
-	msg := strings.TrimPrefix(err.Error(), "json: ")
-	if f, ok := strings.CutPrefix(msg, "unknown field "); ok {
-		return "unknown field " + truncate(f) + " (want app_id, order_no and get_file only)"
-	}
-	return truncate(msg)
-}
-
-func want(field string) string {
-	if field == "get_file" {
-		return "string or a number"
-	}
-	return "string"
+	return truncate(strings.TrimPrefix(err.Error(), "json: "))
 }
 
 // orderIDs validates the path's ids, or answers 400.

@@ -322,6 +322,9 @@ func TestInvalidPayload(t *testing.T) {
 		{"no body", ``, "no body"},
 		{"not JSON", `app_id=TIDA0001`, "invalid JSON"},
 		{"array", `[1]`, "want a JSON object"},
+		{"field name in another case", `{"app_id":"TIDA0001","APP_ID":"TIDB0002","order_no":"o"}`, `unknown field "APP_ID"`},
+		{"field twice", `{"app_id":"TIDA0001","app_id":"TIDB0002","order_no":"o"}`, "app_id given twice"},
+		{"not an object inside", `{"app_id":"TIDA0001",]`, "invalid JSON"},
 		{"unknown field", `{"app_id":"TIDA0001","order_no":"o","callback":"x"}`, `unknown field "callback"`},
 		{"app id missing", `{"order_no":"o"}`, "app_id is missing"},
 		{"order no too long", `{"app_id":"TIDA0001","order_no":"` + strings.Repeat("o", 33) + `"}`, "order_no is 33 bytes long"},
@@ -331,7 +334,7 @@ func TestInvalidPayload(t *testing.T) {
 		{"get_file object", `{"app_id":"TIDA0001","order_no":"o","get_file":{}}`, "get_file must be a string or a number"},
 		{"two values", `{"app_id":"TIDA0001","order_no":"o"} {}`, "more than one JSON value"},
 		{"ends early", `{"app_id":"TIDA0001"`, "ends early"},
-		{"null", `null`, "app_id is missing"},
+		{"null", `null`, "want a JSON object"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
