@@ -59,11 +59,12 @@ type Enqueuer interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
-// TaskLookup finds a task by queue and ID: the part of *asynq.Inspector
-// the API needs. It returns an error wrapping asynq.ErrTaskNotFound or
-// asynq.ErrQueueNotFound when there is none.
+// TaskLookup finds and deletes tasks by queue and ID: the part of
+// *asynq.Inspector the API needs. GetTaskInfo returns an error wrapping
+// asynq.ErrTaskNotFound or asynq.ErrQueueNotFound when there is none.
 type TaskLookup interface {
 	GetTaskInfo(queue, id string) (*asynq.TaskInfo, error)
+	DeleteTask(queue, id string) error
 }
 
 // Records reads decision records: the part of *orderstore.Store the API
@@ -548,9 +549,43 @@ func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 			writeRaw(w, http.StatusOK, raw)
 			return
 		}
+		if dup, ok = s.replaceCompleted(ctx, w, p); !ok {
+			return
+		}
 	}
 	s.metrics.enqueued(dup)
 	writeQueued(w, p.AppID, p.OrderNo)
+}
+
+// replaceCompleted handles a task ID conflict for an order without a
+// record: a task still to run is the order queued; a completed one, kept
+// for its retention while the record is gone (a FACESYNC_DECISION_TTL
+// shorter than the retention), would never write a record again, so it is
+// deleted and the order enqueued afresh. dup reports whether a task was
+// there to run; ok is false once a response was written.
+func (s *Server) replaceCompleted(ctx context.Context, w http.ResponseWriter, p tasks.FetchResult) (dup, ok bool) {
+	id := tasks.TaskID(p.AppID, p.OrderNo)
+	info, err := s.d.Tasks.GetTaskInfo(tasks.QueueResult, id)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		// Gone since the conflict (its retention ended): enqueue again.
+	case err != nil:
+		s.unavailable(w, "task", err)
+		return false, false
+	case info.State != asynq.TaskStateCompleted:
+		return true, true
+	default:
+		// An error here is a concurrent request that replaced the task
+		// first (now active, say): the enqueue below then finds it.
+		_ = s.d.Tasks.DeleteTask(tasks.QueueResult, id)
+	}
+	dup, err = tasks.Enqueue(ctx, s.d.Enqueuer, p)
+	if err != nil {
+		s.unavailable(w, "enqueue", err)
+		return false, false
+	}
+	// dup here: another request re-enqueued it first; queued either way.
+	return dup, true
 }
 
 // getOrder is GET /v1/orders/{app_id}/{order_no}.

@@ -208,7 +208,7 @@ func TestGetOrderCompletedWithoutRecord(t *testing.T) {
 	})); err != nil {
 		t.Fatal(err)
 	}
-	defer srv.Shutdown()
+	t.Cleanup(srv.Shutdown)
 	select {
 	case <-done:
 	case <-time.After(30 * time.Second):
@@ -227,6 +227,19 @@ func TestGetOrderCompletedWithoutRecord(t *testing.T) {
 	}
 	if r := b.get(t, b.keyOne, "/v1/orders/TIDA0001/c1"); r.status != http.StatusNotFound {
 		t.Errorf("GET of an order whose task completed without a record = %v, want 404", r)
+	}
+	// Submitted again, it is queued afresh: the completed task would never
+	// write a record.
+	srv.Shutdown()
+	if r := b.post(t, b.keyOne, `{"app_id":"TIDA0001","order_no":"c1"}`); r.status != http.StatusAccepted {
+		t.Fatalf("POST again = %v, want 202", r)
+	}
+	info, err := b.insp.GetTaskInfo(tasks.QueueResult, "TIDA0001:c1")
+	if err != nil || info.State != asynq.TaskStatePending {
+		t.Errorf("task after the second POST = %+v, %v, want a pending one", info, err)
+	}
+	if r := b.get(t, b.keyOne, "/v1/orders/TIDA0001/c1"); r.status != http.StatusAccepted {
+		t.Errorf("GET after the second POST = %v, want 202", r)
 	}
 }
 
