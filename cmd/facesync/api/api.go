@@ -238,7 +238,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		d := time.Since(start)
 		s.metrics.observe(info.route, status, d)
 		s.d.Logger.Info("request",
-			zap.String("method", r.Method), zap.String("route", info.route), zap.Int("status", status),
+			zap.String("method", logMethod(r.Method)), zap.String("route", info.route), zap.Int("status", status),
 			zap.Duration("duration", d), zap.String("key_id", info.keyID))
 	}()
 	// ServeMux redirects unclean paths (//, /./, /../) with an HTML body;
@@ -248,6 +248,17 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mux.ServeHTTP(rec, r)
+}
+
+// logMethod is the method for the access log: a method is any token the
+// client likes, so unknown ones are logged as "other".
+func logMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodPatch,
+		http.MethodDelete, http.MethodOptions, http.MethodConnect, http.MethodTrace:
+		return m
+	}
+	return "other"
 }
 
 // errorBody is the body of every refusal.
