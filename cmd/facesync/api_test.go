@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -8,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -167,5 +169,83 @@ func TestAPICommandConfig(t *testing.T) {
 		if code, _, _ := st.run(t, args...); code != exitError {
 			t.Errorf("%q = %d, want 2", args, code)
 		}
+	}
+}
+
+// TestAPICommandDrains holds a request in flight (its body half sent)
+// while the API gets its signal: new connections are refused, the request
+// still gets its answer, and the API exits 0.
+func TestAPICommandDrains(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	_, out, _ := st.run(t, "api-key", "new", "--apps", "*", "--id", "drain")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	token := lines[1]
+	keys := filepath.Join(t.TempDir(), "keys")
+	if err := os.WriteFile(keys, []byte(lines[len(lines)-1]+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	st.env["FACESYNC_API_KEYS_FILE"] = keys
+	addr := freeAddr(t)
+	st.env["FACESYNC_API_ADDR"] = addr
+
+	logs := &lockedBuffer{}
+	m := &Main{Stdout: io.Discard, Stderr: logs, Getenv: func(k string) string { return st.env[k] }}
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	done := make(chan int, 1)
+	go func() { done <- m.Run(ctx, []string{"api"}) }()
+	select {
+	case <-m.Ready():
+	case code := <-done:
+		t.Fatalf("api exited with %d: %s", code, logs.String())
+	case <-time.After(30 * time.Second):
+		t.Fatal("api not ready after 30s")
+	}
+
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	body := `{"app_id":"` + testApp + `","order_no":"drain1"}`
+	head := "POST /v1/orders HTTP/1.1\r\nHost: " + addr + "\r\nAuthorization: Bearer " + token +
+		"\r\nContent-Type: application/json\r\nContent-Length: " + strconv.Itoa(len(body)) + "\r\n\r\n"
+	if _, err := io.WriteString(conn, head+body[:10]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(200 * time.Millisecond) // let the server read the headers: the connection is active
+	stop()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			break
+		}
+		c.Close()
+		if time.Now().After(deadline) {
+			t.Fatal("the API still accepts connections 10s after its signal")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if _, err := io.WriteString(conn, body[10:]); err != nil {
+		t.Fatal(err)
+	}
+	_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("the in-flight request got no answer: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Errorf("in-flight POST = %d, want 202", resp.StatusCode)
+	}
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("api exit code %d, want 0", code)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("api did not exit within 30s of its signal")
 	}
 }
