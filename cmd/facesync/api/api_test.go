@@ -641,3 +641,22 @@ func TestValidatorCatchesDrift(t *testing.T) {
 		}
 	}
 }
+
+// TestUnreadableRecord: a stored record that is not JSON is the server's
+// fault (500), and POST enqueues nothing for it.
+func TestUnreadableRecord(t *testing.T) {
+	t.Parallel()
+	b := setup(t, options{})
+	if err := b.rdb.Set(context.Background(), orderstore.RecordKey(appA, "bad1"), "{not json", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if r := b.get(t, b.keyOne, "/v1/orders/TIDA0001/bad1"); r.status != 500 || r.errorCode() != "internal" {
+		t.Errorf("GET of an unreadable record = %v, want 500 internal", r)
+	}
+	if r := b.post(t, b.keyOne, `{"app_id":"TIDA0001","order_no":"bad1"}`); r.status != 500 {
+		t.Errorf("POST of an order with an unreadable record = %v, want 500", r)
+	}
+	if ts := pendingTasks(t, b); len(ts) != 0 {
+		t.Errorf("%d tasks enqueued, want none", len(ts))
+	}
+}
