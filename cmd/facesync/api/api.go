@@ -96,6 +96,11 @@ type Deps struct {
 	Links    Linker
 	// Purged is the purge-marker check; nil means no order is ever purged.
 	Purged PurgedFunc
+	// Replicated, when set, is called after an order is enqueued (or found
+	// queued) and before it is acknowledged with 202: in Sentinel mode
+	// WaitReplicas, so that an acknowledged order survives a failover. An
+	// error answers 503 (a retry is harmless).
+	Replicated func(ctx context.Context) error
 	// Logger gets one access line per request; nil logs nothing.
 	Logger *zap.Logger
 	// Audit gets the evidence_link audit events; it must log at info
@@ -561,6 +566,12 @@ func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if dup, ok = s.replaceCompleted(ctx, w, p); !ok {
+			return
+		}
+	}
+	if s.d.Replicated != nil {
+		if err := s.d.Replicated(ctx); err != nil {
+			s.unavailable(w, "replication", err)
 			return
 		}
 	}

@@ -660,3 +660,59 @@ func TestUnreadableRecord(t *testing.T) {
 		t.Errorf("%d tasks enqueued, want none", len(ts))
 	}
 }
+
+// TestWaitReplicas runs the API on a Redis master with one replica: a 202
+// means the replica has the task; with the replica gone, POST answers 503
+// rather than acknowledge an order a failover could lose.
+func TestWaitReplicas(t *testing.T) {
+	t.Parallel()
+	master := ticketcachetest.StartServer(t)
+	host, port, _ := strings.Cut(master.Addr, ":")
+	replica := ticketcachetest.StartServer(t, "--replicaof", host, port)
+	mc := redis.NewClient(&redis.Options{Addr: master.Addr})
+	rc := redis.NewClient(&redis.Options{Addr: replica.Addr})
+	t.Cleanup(func() { _ = mc.Close(); _ = rc.Close() })
+	ctx := context.Background()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, _ := rc.Info(ctx, "replication").Result()
+		if strings.Contains(info, "master_link_status:up") {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("replica not in sync within 30s: %s", info)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	b := setup(t, options{rdb: mc, aopt: asynq.RedisClientOpt{Addr: master.Addr},
+		replicated: api.WaitReplicas(mc, 1, 2*time.Second)})
+	if r := b.post(t, b.keyOne, `{"app_id":"TIDA0001","order_no":"r1"}`); r.status != 202 {
+		t.Fatalf("POST = %v, want 202", r)
+	}
+	// No wait here: the 202 came after the replica had the task.
+	if n, err := rc.Exists(ctx, "asynq:{facesync}:t:TIDA0001:r1").Result(); err != nil || n != 1 {
+		t.Fatalf("the replica does not have the task at the 202 (%d, %v)", n, err)
+	}
+	replica.Kill()
+	if r := b.post(t, b.keyOne, `{"app_id":"TIDA0001","order_no":"r2"}`); r.status != 503 || r.errorCode() != "unavailable" {
+		t.Errorf("POST with no replica = %v, want 503 unavailable", r)
+	}
+	// A retry once a replica is back is acknowledged, with still one task.
+	if err := replica.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	deadline = time.Now().Add(30 * time.Second)
+	for {
+		r := b.post(t, b.keyOne, `{"app_id":"TIDA0001","order_no":"r2"}`)
+		if r.status == 202 {
+			break
+		}
+		if r.status != 503 || time.Now().After(deadline) {
+			t.Fatalf("POST again with the replica back = %v, want 202 within 30s", r)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if n, _ := rc.Exists(ctx, "asynq:{facesync}:t:TIDA0001:r2").Result(); n != 1 {
+		t.Error("the replica does not have the retried task at its 202")
+	}
+}

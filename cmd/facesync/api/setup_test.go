@@ -69,6 +69,7 @@ type options struct {
 	// discardLogs encodes the access log as JSON to io.Discard, as in
 	// production but unobserved (benchmarks).
 	discardLogs bool
+	replicated  func(context.Context) error
 }
 
 func setup(t testing.TB, o options) *bundle {
@@ -138,7 +139,8 @@ func setup(t testing.TB, o options) *bundle {
 			defer b.purgeMu.Unlock()
 			return b.purged[appID+":"+orderNo], nil
 		},
-		Logger: accessLog, Audit: zap.New(auditCore), Registerer: b.reg,
+		Replicated: o.replicated,
+		Logger:     accessLog, Audit: zap.New(auditCore), Registerer: b.reg,
 	})
 	if err != nil {
 		t.Fatal(err)
