@@ -39,6 +39,9 @@ func TestAPICommand(t *testing.T) {
 		t.Fatalf("api-key new = %d, %s", code, errOut)
 	}
 	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) < 2 {
+		t.Fatalf("api-key new printed %q", out)
+	}
 	token, line := lines[1], lines[len(lines)-1]
 	if !strings.HasPrefix(token, "fsk_") || !strings.HasPrefix(line, "partner1 ") || strings.Contains(line, token) {
 		t.Fatalf("api-key new printed %q", out)
@@ -178,8 +181,11 @@ func TestAPICommandConfig(t *testing.T) {
 func TestAPICommandDrains(t *testing.T) {
 	t.Parallel()
 	st := newStack(t)
-	_, out, _ := st.run(t, "api-key", "new", "--apps", "*", "--id", "drain")
+	code, out, errOut := st.run(t, "api-key", "new", "--apps", "*", "--id", "drain")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) < 2 {
+		t.Fatalf("api-key new = %d, %q, %s", code, out, errOut)
+	}
 	token := lines[1]
 	keys := filepath.Join(t.TempDir(), "keys")
 	if err := os.WriteFile(keys, []byte(lines[len(lines)-1]+"\n"), 0o600); err != nil {
