@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"maps"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -13,6 +14,8 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+
+	"github.com/facesync/facesync/cmd/facesync/api"
 )
 
 // No Docker engine runs where the tests do, so docker-compose.yml is
@@ -78,10 +81,11 @@ func TestComposeServices(t *testing.T) {
 		ports       []string // host_ip:published:target, all of them
 	}{
 		{"redis", true, nil},
-		{"minio", true, []string{"127.0.0.1:9001:9001"}},
+		{"minio", true, []string{"127.0.0.1:9000:9000", "127.0.0.1:9001:9001"}},
 		{"create-bucket", false, nil},
 		{"fake-idasc", true, []string{"127.0.0.1:8081:8081"}},
 		{"worker", true, nil},
+		{"api", true, []string{"127.0.0.1:8082:8080"}},
 		{"asynqmon", false, []string{"127.0.0.1:8080:8080"}},
 	}
 	for _, tt := range tests {
@@ -217,6 +221,84 @@ func TestComposeWorkerConfig(t *testing.T) {
 	}
 }
 
+// localAPIKey is the API key of the local stack (docker-compose.yml, the
+// README's curl examples).
+const localAPIKey = "local-only-api-key-not-a-secret"
+
+// TestComposeAPI feeds the api service's environment to the parsers
+// `facesync api` uses, and checks it reaches what the workers reach, signs
+// links for MinIO's published port and mounts a keys file holding the
+// local key.
+func TestComposeAPI(t *testing.T) {
+	t.Parallel()
+	p := loadCompose(t)
+	a := service(t, p, "api")
+	if !slices.Equal(a.Command, types.ShellCommand{"api"}) {
+		t.Errorf("api.command = %q, want [api]", a.Command)
+	}
+	c, err := LoadConfig(environ(a))
+	if err != nil {
+		t.Fatalf("LoadConfig(api.environment) = %v, want no error", err)
+	}
+	if err := c.requireAPI(); err != nil {
+		t.Errorf("api: %v", err)
+	}
+	w, err := LoadConfig(environ(service(t, p, "worker")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.RedisURL != w.RedisURL || c.S3Bucket != w.S3Bucket || c.S3Endpoint != w.S3Endpoint || c.S3Prefix != w.S3Prefix ||
+		c.AWSAccessKeyID != w.AWSAccessKeyID || c.AWSSecretAccessKey != w.AWSSecretAccessKey {
+		t.Errorf("api's Redis, bucket, endpoint, prefix or S3 credentials differ from the workers'")
+	}
+	for _, dep := range []string{"redis", "minio", "create-bucket"} {
+		if _, ok := a.DependsOn[dep]; !ok {
+			t.Errorf("api.depends_on lacks %q", dep)
+		}
+	}
+
+	// Links open from the host: they are signed for MinIO's S3 port as
+	// published on loopback.
+	u, err := url.Parse(c.S3PublicEndpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	published := false
+	for _, pc := range service(t, p, "minio").Ports {
+		if pc.Target == 9000 && pc.HostIP == u.Hostname() && pc.Published == u.Port() {
+			published = true
+		}
+	}
+	if !published {
+		t.Errorf("FACESYNC_S3_PUBLIC_ENDPOINT %q is not MinIO's S3 port 9000 as published", c.S3PublicEndpoint)
+	}
+	_, port, err := net.SplitHostPort(c.APIAddr)
+	if err != nil || len(a.Ports) != 1 || strconv.FormatUint(uint64(a.Ports[0].Target), 10) != port {
+		t.Errorf("api publishes %+v, want FACESYNC_API_ADDR's port %s", a.Ports, port)
+	}
+
+	var content string
+	for _, sc := range a.Configs {
+		if sc.Target == c.APIKeysFile {
+			content = p.Configs[sc.Source].Content
+		}
+	}
+	keys, err := api.ParseKeys(strings.NewReader(content))
+	if err != nil {
+		t.Fatalf("the keys file mounted at FACESYNC_API_KEYS_FILE: %v", err)
+	}
+	if k := keys.Lookup(localAPIKey); k == nil || !k.Allows("TIDADEMO") {
+		t.Errorf("the mounted keys file has no key %q for TIDADEMO", localAPIKey)
+	}
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(readme), "Bearer "+localAPIKey) || !strings.Contains(string(readme), "http://localhost:8082/v1/orders") {
+		t.Errorf("README.md does not show curl with the local key against http://localhost:8082")
+	}
+}
+
 // TestComposeBuild checks that the services built from this repository
 // use cmd/facesync/Dockerfile, and that its runtime image has what the
 // health checks run (wget) and runs facesync as a non-root user.
@@ -227,7 +309,7 @@ func TestComposeBuild(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, name := range []string{"fake-idasc", "worker"} {
+	for _, name := range []string{"fake-idasc", "worker", "api"} {
 		s := service(t, p, name)
 		if s.Build == nil {
 			t.Errorf("services[%q].build is missing, want this repository", name)

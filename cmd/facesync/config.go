@@ -51,6 +51,9 @@ type Config struct {
 	EvidenceWait        time.Duration     // FACESYNC_EVIDENCE_WAIT
 	MaxEvidenceBytes    int64             // FACESYNC_MAX_EVIDENCE_BYTES
 	PollInterval        time.Duration     // FACESYNC_POLL_INTERVAL
+	APIAddr             string            // FACESYNC_API_ADDR
+	APIKeysFile         string            // FACESYNC_API_KEYS_FILE
+	S3PublicEndpoint    string            // FACESYNC_S3_PUBLIC_ENDPOINT
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -95,7 +98,10 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", worker.DefaultEvidenceWait, time.Second),
 		MaxEvidenceBytes:    int64(r.integer("FACESYNC_MAX_EVIDENCE_BYTES", worker.DefaultMaxEvidenceBytes, 1)),
 		PollInterval:        r.duration("FACESYNC_POLL_INTERVAL", worker.DefaultPollInterval, worker.MinPollInterval),
+		APIAddr:             r.str("FACESYNC_API_ADDR", ":8080"),
+		APIKeysFile:         r.str("FACESYNC_API_KEYS_FILE", ""),
 	}
+	c.S3PublicEndpoint = r.str("FACESYNC_S3_PUBLIC_ENDPOINT", c.S3Endpoint)
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
 	c.Apps = r.apps(c.TicketSource == "external")
 	if r.err != nil {
@@ -107,9 +113,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	if u, err := url.Parse(c.IdascURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &configError{"FACESYNC_IDASC_URL", "want an http:// or https:// base URL"}
 	}
-	if c.S3Endpoint != "" {
-		if u, err := url.Parse(c.S3Endpoint); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			return nil, &configError{"FACESYNC_S3_ENDPOINT", "want an http:// or https:// URL"}
+	for name, v := range map[string]string{"FACESYNC_S3_ENDPOINT": c.S3Endpoint, "FACESYNC_S3_PUBLIC_ENDPOINT": c.S3PublicEndpoint} {
+		if u, err := url.Parse(v); v != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "") {
+			return nil, &configError{name, "want an http:// or https:// URL"}
 		}
 	}
 	// The packages own their settings' rules; this maps a refusal onto
@@ -159,6 +165,14 @@ func (c *Config) workerConfig(aopt asynq.RedisConnOpt, apps []string) worker.Con
 		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,
 		MaxEvidenceBytes: c.MaxEvidenceBytes, PollInterval: c.PollInterval,
 	}
+}
+
+// requireAPI checks what `facesync api` needs beyond LoadConfig.
+func (c *Config) requireAPI() error {
+	if c.APIKeysFile == "" {
+		return &configError{"FACESYNC_API_KEYS_FILE", "required: the API keys file (facesync api-key new prints its lines)"}
+	}
+	return c.requireBucket()
 }
 
 // requireWorker checks what `facesync worker` needs beyond LoadConfig.

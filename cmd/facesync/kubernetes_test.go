@@ -45,15 +45,12 @@ const kedaCRD = "testdata/keda.sh_scaledobjects.v2.20.2.yaml"
 // are still being built. Drop a name once LoadConfig (or the command that
 // uses it) reads it; the test says when.
 var notYetRead = []string{
-	"FACESYNC_API_ADDR",      // facesync api (section 10)
-	"FACESYNC_API_KEYS_FILE", // facesync api (section 10)
 	"FACESYNC_RECONCILE_INTERVAL",
 	"FACESYNC_PROVIDER_RATE",
 	"FACESYNC_REDIS_CA_FILE",
 	"FACESYNC_EVIDENCE_RETENTION",
 	"FACESYNC_S3_RECEIPT_PREFIX",
 	"FACESYNC_S3_MULTIPART_CLEANUP",
-	"FACESYNC_S3_PUBLIC_ENDPOINT",
 	"FACESYNC_WEBHOOKS_FILE",
 	"FACESYNC_WEBHOOK_WAIT",
 	"FACESYNC_WEBHOOK_INSECURE",

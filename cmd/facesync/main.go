@@ -101,6 +101,8 @@ commands:
   verify  --app-id A --order-no O         check stored evidence against its manifest (exit 1 on mismatch)
   fake-idasc --addr 127.0.0.1:8081        run the provider simulator
   demo                                    run everything in one process on embedded defaults
+  api                                     run the partner HTTP API on FACESYNC_API_ADDR (keys from FACESYNC_API_KEYS_FILE)
+  api-key new --apps A[,B] [--id KEY_ID]  print a new API key once and its FACESYNC_API_KEYS_FILE line
 
 exit codes: 0 done, 1 the answer is no, 2 usage, configuration or infrastructure error
 `
@@ -118,6 +120,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		"verify":     m.runVerify,
 		"fake-idasc": m.runFakeIdasc,
 		"demo":       m.runDemo,
+		"api":        m.runAPI,
+		"api-key":    m.runAPIKey,
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {
