@@ -13,6 +13,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -211,7 +212,7 @@ func NewFetchResultTask(p FetchResult, opts ...asynq.Option) (*asynq.Task, error
 		asynq.Retention(DefaultRetention),
 		asynq.MaxRetry(DefaultMaxRetry),
 	}, opts...)
-	return asynq.NewTask(TypeFetchResult, b, o...), nil
+	return newTask(TypeFetchResult, b, o), nil
 }
 
 // NewFetchEvidenceTask returns the evidence task the worker enqueues after a
@@ -236,7 +237,44 @@ func NewFetchEvidenceTask(p FetchEvidence, notBefore time.Time, opts ...asynq.Op
 		asynq.MaxRetry(DefaultMaxRetry),
 		asynq.ProcessAt(notBefore.Truncate(time.Second)),
 	}, opts...)
-	return asynq.NewTask(TypeFetchEvidence, b, o...), nil
+	return newTask(TypeFetchEvidence, b, o), nil
+}
+
+// Headers is an option of NewFetchResultTask and Enqueue that sets the
+// task's asynq headers. A Go partner uses it to carry its trace context
+// (the W3C traceparent and tracestate) to the worker, which continues the
+// trace; asynq ignores it as an option. This package never imports a
+// tracing library: the caller builds the headers (with OpenTelemetry, a
+// propagation.MapCarrier filled by the TraceContext propagator).
+func Headers(h map[string]string) asynq.Option { return headersOption(maps.Clone(h)) }
+
+// headersOption carries task headers through a list of asynq options.
+type headersOption map[string]string
+
+func (o headersOption) String() string { return fmt.Sprintf("Headers(%d)", len(o)) }
+
+// Type is not one of asynq's: asynq's own option handling skips it.
+func (o headersOption) Type() asynq.OptionType { return asynq.OptionType(-1) }
+func (o headersOption) Value() any             { return map[string]string(o) }
+
+// newTask builds a task of typ, taking the headers out of opts.
+func newTask(typ string, payload []byte, opts []asynq.Option) *asynq.Task {
+	var headers map[string]string
+	rest := opts[:0:0]
+	for _, o := range opts {
+		if h, ok := o.(headersOption); ok {
+			if headers == nil {
+				headers = map[string]string{}
+			}
+			maps.Copy(headers, h)
+			continue
+		}
+		rest = append(rest, o)
+	}
+	if headers == nil {
+		return asynq.NewTask(typ, payload, rest...)
+	}
+	return asynq.NewTaskWithHeaders(typ, payload, headers, rest...)
 }
 
 // Enqueuer is the part of *asynq.Client the enqueue helper needs.
@@ -257,8 +295,8 @@ func Enqueue(ctx context.Context, c Enqueuer, p FetchResult, opts ...asynq.Optio
 
 // EnqueueEvidence enqueues an evidence task to run no earlier than
 // notBefore, counting an already-queued one as success.
-func EnqueueEvidence(ctx context.Context, c Enqueuer, p FetchEvidence, notBefore time.Time) (duplicate bool, err error) {
-	t, err := NewFetchEvidenceTask(p, notBefore)
+func EnqueueEvidence(ctx context.Context, c Enqueuer, p FetchEvidence, notBefore time.Time, opts ...asynq.Option) (duplicate bool, err error) {
+	t, err := NewFetchEvidenceTask(p, notBefore, opts...)
 	if err != nil {
 		return false, err
 	}

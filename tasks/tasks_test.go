@@ -164,3 +164,27 @@ func TestEnqueueOnRealRedis(t *testing.T) {
 		t.Errorf("evidence payload not_before = %v (%v), want %v", got.NotBefore, err, notBefore)
 	}
 }
+
+// TestHeadersOption: a Go partner's trace context travels in the task's
+// asynq headers; asynq itself ignores the option.
+func TestHeadersOption(t *testing.T) {
+	t.Parallel()
+	db := ticketcachetest.NewDB(t)
+	opt := asynq.RedisClientOpt{Addr: db.Addr, DB: db.DB}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	h := map[string]string{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"}
+	if _, err := tasks.Enqueue(context.Background(), client, tasks.FetchResult{AppID: "TIDA0001", OrderNo: "ord-h"}, tasks.Headers(h), asynq.MaxRetry(3)); err != nil {
+		t.Fatal(err)
+	}
+	h["traceparent"] = "changed after the call"
+	info, err := insp.GetTaskInfo(tasks.QueueResult, "TIDA0001:ord-h")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := info.Headers["traceparent"]; got != "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" || info.MaxRetry != 3 {
+		t.Errorf("task headers %v, max retry %d; want the traceparent given and 3", info.Headers, info.MaxRetry)
+	}
+}

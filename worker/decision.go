@@ -13,6 +13,7 @@ import (
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/tracing"
 )
 
 // maxRejectedTickets is how many fresh tickets the provider may refuse for
@@ -28,6 +29,7 @@ func (w *Worker) HandleFetchResult(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return w.invalidPayload(t, err)
 	}
+	tracing.Order(ctx, p.AppID, p.OrderNo)
 	log := w.taskLog(ctx, t, p.AppID, p.OrderNo)
 	outcome, err := w.decide(ctx, t, p, log)
 	w.finish(log, t, start, outcome, err)
@@ -161,7 +163,7 @@ func (w *Worker) ensureEvidenceTask(ctx context.Context, rec *orderstore.Record,
 	}
 	_, err := tasks.EnqueueEvidence(ctx, w.client, tasks.FetchEvidence{
 		AppID: rec.AppID, OrderNo: rec.OrderNo, GetFile: getFile, DecidedAt: decided,
-	}, decided.Add(w.cfg.EvidenceDelay))
+	}, decided.Add(w.cfg.EvidenceDelay), tasks.Headers(tracing.Inject(ctx)))
 	return err
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/tracing"
 )
 
 // HandleFetchEvidence handles faceid:fetch_evidence: it calls sync with
@@ -26,6 +27,7 @@ func (w *Worker) HandleFetchEvidence(ctx context.Context, t *asynq.Task) error {
 	if err != nil {
 		return w.invalidPayload(t, err)
 	}
+	tracing.Order(ctx, p.AppID, p.OrderNo)
 	log := w.taskLog(ctx, t, p.AppID, p.OrderNo)
 	outcome, err := w.fetchEvidence(ctx, t, p, log)
 	w.finish(log, t, start, outcome, err)

@@ -14,6 +14,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/facesync/facesync/storage"
@@ -21,6 +22,7 @@ import (
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/tracing"
 )
 
 // Provider is what the worker calls of the provider client (*idasc.Client).
@@ -152,6 +154,9 @@ type Deps struct {
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer // nil: no metrics registered
 	Now        func() time.Time
+	// Tracer gives every task attempt a span continuing the trace of the
+	// task's headers (package tracing); nil: no spans.
+	Tracer trace.TracerProvider
 }
 
 // Worker handles faceid:fetch_result and faceid:fetch_evidence tasks.
@@ -166,6 +171,7 @@ type Worker struct {
 	log      *zap.Logger
 	m        *metrics
 	now      func() time.Time
+	tracer   trace.TracerProvider
 
 	// base is the context every handler runs under (asynq's BaseContext
 	// asks for a context, not a way to make one); Shutdown cancels it once
@@ -212,6 +218,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		log:      d.Logger,
 		m:        m,
 		now:      d.Now,
+		tracer:   d.Tracer,
 	}
 	for _, a := range cfg.Apps {
 		w.apps[a] = true
@@ -224,6 +231,9 @@ func New(cfg Config, d Deps) (*Worker, error) {
 // Shutdown knows what is in flight.
 func (w *Worker) ServeMux() *asynq.ServeMux {
 	mux := asynq.NewServeMux()
+	if w.tracer != nil {
+		mux.Use(tracing.Middleware(w.tracer))
+	}
 	mux.HandleFunc(tasks.TypeFetchResult, w.track(w.HandleFetchResult))
 	mux.HandleFunc(tasks.TypeFetchEvidence, w.track(w.HandleFetchEvidence))
 	return mux

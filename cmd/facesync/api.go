@@ -52,6 +52,11 @@ func (m *Main) runAPI(ctx context.Context, args []string) error {
 	}
 	defer rdb.Close()
 	routeLibraryLogs(log)
+	tp, stopTracing, err := m.tracer(ctx, "facesync-api")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	store, err := orderstore.New(rdb, orderstore.Config{TTL: c.DecisionTTL})
 	if err != nil {
 		return usageErr("%v", err)
@@ -86,7 +91,7 @@ func (m *Main) runAPI(ctx context.Context, args []string) error {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := api.New(api.Deps{
 		Keys: keys, Enqueuer: client, Tasks: inspector, Records: store, Links: links,
-		Logger: log.Named("api"), Audit: auditLogger(m), Registerer: reg,
+		Logger: log.Named("api"), Audit: auditLogger(m), Registerer: reg, Tracer: tp,
 	})
 	if err != nil {
 		return usageErr("%v", err)

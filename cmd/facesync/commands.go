@@ -28,6 +28,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/queuemetrics"
+	"github.com/facesync/facesync/worker/tracing"
 )
 
 func (m *Main) flags(name string) *flag.FlagSet {
@@ -83,12 +84,21 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	}
 	defer rdb.Close()
 	routeLibraryLogs(log)
+	tp, stopTracing, err := m.tracer(ctx, "facesync-worker")
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	if sink == nil {
 		s3sink, err := newSink(ctx, c)
 		if err != nil {
 			return usageErr("%v", err)
 		}
 		sink = s3sink
+	}
+	if tp != nil {
+		rdb.AddHook(tracing.RedisHook(tp))
+		sink = tracing.Sink(sink, tp)
 	}
 	if err := pingSink(ctx, sink); err != nil {
 		return infraErr(err)
@@ -98,7 +108,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(queuemetrics.New(rdb, queuemetrics.Options{}))
 
-	provider := idasc.New(c.IdascURL)
+	provider := idasc.New(c.IdascURL, idascOptions(tp)...)
 	tickets, err := newTicketCache(rdb, c, provider, log, reg)
 	if err != nil {
 		return usageErr("%v", err)
@@ -115,7 +125,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 		defer stopMaintain()
 		go tickets.Maintain(mctx, apps, 30*time.Second)
 	}
-	w, err := worker.New(c.workerConfig(aopt, apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg})
+	w, err := worker.New(c.workerConfig(aopt, apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg, Tracer: tp})
 	if err != nil {
 		return usageErr("%v", err)
 	}

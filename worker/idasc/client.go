@@ -48,6 +48,24 @@ func WithHTTPClient(hc *http.Client) Option {
 	}
 }
 
+// WithRoundTripper wraps the Client's transport (its tuned connection
+// pool) with wrap, for instrumentation such as tracing. Apply it after
+// WithHTTPClient, which it then wraps.
+func WithRoundTripper(wrap func(http.RoundTripper) http.RoundTripper) Option {
+	return func(c *Client) {
+		if wrap == nil {
+			return
+		}
+		hc := *c.hc
+		base := hc.Transport
+		if base == nil {
+			base = http.DefaultTransport
+		}
+		hc.Transport = wrap(base)
+		c.hc = &hc
+	}
+}
+
 // WithTimeout bounds each access token, ticket and sync (without evidence)
 // call, body included. The default is DefaultTimeout; d <= 0 keeps it.
 func WithTimeout(d time.Duration) Option {

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
 
@@ -31,6 +33,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/tracing"
 )
 
 // The app every environment configures. The secret is the fake
@@ -51,6 +54,9 @@ type Options struct {
 	// client; otherwise it goes to a storage.Memory sink, which passes the
 	// same conformance suite and needs no server.
 	S3 bool
+	// Tracer traces the worker as `facesync worker` does with OTEL_* set:
+	// task attempts, provider calls, uploads and Redis scripts.
+	Tracer trace.TracerProvider
 }
 
 // Env is one test's real parts: its own Redis database, fake provider,
@@ -97,7 +103,13 @@ func New(t testing.TB, o Options) *Env {
 		}
 		e.Sink = e.Memory
 	}
-	provider := idasc.New(e.Fake.URL)
+	var popts []idasc.Option
+	if o.Tracer != nil {
+		e.DB.Client.AddHook(tracing.RedisHook(o.Tracer))
+		e.Sink = tracing.Sink(e.Sink, o.Tracer)
+		popts = append(popts, idasc.WithRoundTripper(func(rt http.RoundTripper) http.RoundTripper { return tracing.Transport(rt, o.Tracer) }))
+	}
+	provider := idasc.New(e.Fake.URL, popts...)
 	var clock ticketcache.Clock
 	if o.Clock != nil {
 		clock = o.Clock
@@ -124,7 +136,7 @@ func New(t testing.TB, o Options) *Env {
 	}
 	e.Worker, err = worker.New(cfg, worker.Deps{
 		Redis: e.DB.Client, Provider: provider, Tickets: e.Tickets, Sink: e.Sink,
-		Logger: zap.New(core), Registerer: prometheus.NewRegistry(),
+		Logger: zap.New(core), Registerer: prometheus.NewRegistry(), Tracer: o.Tracer,
 	})
 	if err != nil {
 		t.Fatal(err)

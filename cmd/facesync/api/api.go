@@ -24,10 +24,13 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/tracing"
 )
 
 // OpenAPI is the OpenAPI 3.1 document of this API, served at
@@ -109,6 +112,9 @@ type Deps struct {
 	Audit *zap.Logger
 	// Registerer gets the API's metrics; nil registers none.
 	Registerer prometheus.Registerer
+	// Tracer, when set, gives POST /v1/orders a span continuing the
+	// request's traceparent, carried on in the task's headers.
+	Tracer trace.TracerProvider
 }
 
 // Server is the API's http.Handler.
@@ -538,6 +544,13 @@ func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), opTimeout)
 	defer cancel()
+	if s.d.Tracer != nil {
+		var span trace.Span
+		ctx = tracing.HTTPPropagator().Extract(ctx, propagation.HeaderCarrier(r.Header))
+		ctx, span = s.d.Tracer.Tracer(tracing.ScopeName).Start(ctx, "POST /v1/orders", trace.WithSpanKind(trace.SpanKindServer))
+		defer span.End()
+		tracing.Order(ctx, p.AppID, p.OrderNo)
+	}
 	if !s.allowed(ctx, w, k, p.AppID, p.OrderNo) {
 		return
 	}
@@ -550,7 +563,7 @@ func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, http.StatusOK, raw)
 		return
 	}
-	dup, err := tasks.Enqueue(ctx, s.d.Enqueuer, p)
+	dup, err := tasks.Enqueue(ctx, s.d.Enqueuer, p, tasks.Headers(tracing.Inject(ctx)))
 	if err != nil {
 		s.unavailable(w, "enqueue", err)
 		return
@@ -601,7 +614,7 @@ func (s *Server) replaceCompleted(ctx context.Context, w http.ResponseWriter, p 
 		// first (now active, say): the enqueue below then finds it.
 		_ = s.d.Tasks.DeleteTask(tasks.QueueResult, id)
 	}
-	dup, err = tasks.Enqueue(ctx, s.d.Enqueuer, p)
+	dup, err = tasks.Enqueue(ctx, s.d.Enqueuer, p, tasks.Headers(tracing.Inject(ctx)))
 	if err != nil {
 		s.unavailable(w, "enqueue", err)
 		return false, false

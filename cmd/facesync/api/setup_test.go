@@ -20,6 +20,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest/observer"
@@ -70,6 +71,7 @@ type options struct {
 	// production but unobserved (benchmarks).
 	discardLogs bool
 	replicated  func(context.Context) error
+	tracer      trace.TracerProvider
 }
 
 func setup(t testing.TB, o options) *bundle {
@@ -140,7 +142,7 @@ func setup(t testing.TB, o options) *bundle {
 			return b.purged[appID+":"+orderNo], nil
 		},
 		Replicated: o.replicated,
-		Logger:     accessLog, Audit: zap.New(auditCore), Registerer: b.reg,
+		Logger:     accessLog, Audit: zap.New(auditCore), Registerer: b.reg, Tracer: o.tracer,
 	})
 	if err != nil {
 		t.Fatal(err)
