@@ -59,7 +59,7 @@ func TestOneTraceFromEnqueueToEvidence(t *testing.T) {
 		names[s.Name()]++
 		tree = append(tree, fmt.Sprintf("%s %s (parent %s)", s.StartTime().Format("15:04:05.000"), s.Name(), s.Parent().SpanID()))
 		for _, kv := range s.Attributes() {
-			v := kv.Value.Emit()
+			v := kv.Value.String()
 			for what, bad := range map[string]string{
 				"the app secret": secret, "a query string": "?", "a signature": "sign=", "a nonce": "nonce=",
 				"the full id number": "110101199003071234", "the name": "张三",
