@@ -49,6 +49,7 @@ type Config struct {
 	ResultWait          time.Duration      // how long 66660011 is retried (10m)
 	EvidenceWait        time.Duration      // how long missing photo/video is retried (5m)
 	MaxEvidenceBytes    int64              // largest decoded file accepted (256 MiB)
+	ReconcileInterval   time.Duration      // how often archived tasks are looked for (30s)
 }
 
 // Defaults of Config.
@@ -99,6 +100,8 @@ func (c Config) Validate() error {
 		return bad("EvidenceWait", "negative evidence wait %v", c.EvidenceWait)
 	case c.MaxEvidenceBytes < 0:
 		return bad("MaxEvidenceBytes", "negative evidence size cap %d", c.MaxEvidenceBytes)
+	case c.ReconcileInterval < 0:
+		return bad("ReconcileInterval", "negative reconcile interval %v", c.ReconcileInterval)
 	}
 	return nil
 }
@@ -126,6 +129,7 @@ func (c *Config) setDefaults() error {
 	def(&c.DecisionTTL, DefaultDecisionTTL)
 	def(&c.ResultWait, DefaultResultWait)
 	def(&c.EvidenceWait, DefaultEvidenceWait)
+	def(&c.ReconcileInterval, DefaultReconcileInterval)
 	if c.MaxEvidenceBytes == 0 {
 		c.MaxEvidenceBytes = DefaultMaxEvidenceBytes
 	}
@@ -166,6 +170,7 @@ type Worker struct {
 
 	decisions *asynq.Server
 	evidence  *asynq.Server
+	rc        *reconciler // runs again what asynq archived without a handler
 }
 
 // New checks the configuration and builds a worker; it starts nothing.
@@ -206,6 +211,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		w.apps[a] = true
 	}
 	w.base, w.cancelBase = context.WithCancel(context.Background())
+	w.rc = newReconciler(w, d.Redis)
 	return w, nil
 }
 
@@ -257,6 +263,7 @@ func (w *Worker) Start() error {
 		w.decisions.Shutdown()
 		return fmt.Errorf("start evidence server: %w", err)
 	}
+	w.rc.start()
 	return nil
 }
 
@@ -273,6 +280,7 @@ func (w *Worker) Shutdown() {
 const cleanupGrace = 5 * time.Second
 
 func (w *Worker) shutdown() {
+	w.rc.shutdown()
 	if w.decisions != nil {
 		deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 		// Stop blocks while a processor sleeps on an empty queue: stop
