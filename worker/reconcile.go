@@ -71,7 +71,7 @@ type Revival struct {
 
 // ReconcileStats counts one pass over the archive.
 type ReconcileStats struct {
-	Seen     int // archived tasks read (a task read twice counts twice)
+	Seen     int // archived tasks judged
 	Revived  int
 	Terminal int
 	Replayed int // journalled revivals of an interrupted pass finished
@@ -187,19 +187,25 @@ func (a *archive) enqueue(ctx context.Context, typ string, payload []byte, opts 
 	return nil
 }
 
-// scan pages through a queue's archive, oldest first, calling fn for each
-// task with the time it was archived. When fn removed any task from a
-// page, the same page is read again: removals shift later tasks into it,
-// and every task before it was seen and stays. It returns the pages read.
+// scan pages through a queue's archive, oldest first, calling fn once for
+// each task with the time it was archived. Removals shift the tasks after
+// them to the front, so each read starts at the first task not yet seen:
+// the count of tasks seen and kept is its position (the page holding it is
+// read again, its seen part skipped). Every task archived before the scan
+// reached the end is seen, unless someone else removes tasks from the
+// front meanwhile (the next pass then sees what this one skipped). It
+// returns the pages read.
 func (a *archive) scan(ctx context.Context, queue string, fn func(info *asynq.TaskInfo, archivedAt time.Time) (removed bool, err error)) (int, error) {
 	key := "asynq:{" + queue + "}:archived" // asynq v0.26's layout (internal/base.ArchivedKey)
-	pages := 0
-	// Each re-read follows a removal; asynq keeps at most 10 000 archived
-	// tasks. The bound only guards against a loop should that change.
-	for page, reads := 1, 0; reads < 4*10000/reconcilePageSize; reads++ {
+	pages, kept := 0, 0
+	// Each read judges at least one task it had not seen, and asynq keeps
+	// at most 10 000 archived tasks: the bound only guards against a loop
+	// should someone archive as fast as the scan goes.
+	for reads := 0; reads < 2*10000; reads++ {
 		if err := ctx.Err(); err != nil {
 			return pages, err
 		}
+		page, skip := kept/reconcilePageSize+1, kept%reconcilePageSize
 		infos, err := a.insp.ListArchivedTasks(queue, asynq.PageSize(reconcilePageSize), asynq.Page(page))
 		if errors.Is(err, asynq.ErrQueueNotFound) {
 			return pages, nil
@@ -208,9 +214,10 @@ func (a *archive) scan(ctx context.Context, queue string, fn func(info *asynq.Ta
 			return pages, fmt.Errorf("list archived tasks of %s: %w", queue, err)
 		}
 		pages++
-		if len(infos) == 0 {
+		if len(infos) <= skip {
 			return pages, nil
 		}
+		infos = infos[skip:]
 		// The archive's score is when the task was archived; asynq's
 		// TaskInfo only has LastFailedAt, which an Inspector archive
 		// leaves unset.
@@ -222,7 +229,6 @@ func (a *archive) scan(ctx context.Context, queue string, fn func(info *asynq.Ta
 		if err != nil {
 			return pages, fmt.Errorf("read archive times of %s: %w", queue, err)
 		}
-		removedAny := false
 		for i, info := range infos {
 			var at time.Time
 			if i < len(scores) && scores[i] > 0 {
@@ -232,13 +238,9 @@ func (a *archive) scan(ctx context.Context, queue string, fn func(info *asynq.Ta
 			if err != nil {
 				return pages, err
 			}
-			removedAny = removedAny || removed
-		}
-		if !removedAny {
-			if len(infos) < reconcilePageSize {
-				return pages, nil
+			if !removed {
+				kept++
 			}
-			page++
 		}
 	}
 	return pages, nil
