@@ -50,6 +50,7 @@ type Config struct {
 	ResultWait          time.Duration     // FACESYNC_RESULT_WAIT
 	EvidenceWait        time.Duration     // FACESYNC_EVIDENCE_WAIT
 	MaxEvidenceBytes    int64             // FACESYNC_MAX_EVIDENCE_BYTES
+	ReconcileInterval   time.Duration     // FACESYNC_RECONCILE_INTERVAL
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -93,6 +94,7 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		ResultWait:          r.duration("FACESYNC_RESULT_WAIT", worker.DefaultResultWait, time.Second),
 		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", worker.DefaultEvidenceWait, time.Second),
 		MaxEvidenceBytes:    int64(r.integer("FACESYNC_MAX_EVIDENCE_BYTES", worker.DefaultMaxEvidenceBytes, 1)),
+		ReconcileInterval:   r.duration("FACESYNC_RECONCILE_INTERVAL", worker.DefaultReconcileInterval, time.Second),
 	}
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
 	c.Apps = r.apps(c.TicketSource == "external")
@@ -135,6 +137,7 @@ var (
 		"EvidenceDelay": "FACESYNC_EVIDENCE_DELAY", "ShutdownTimeout": "FACESYNC_SHUTDOWN_TIMEOUT",
 		"DecisionTTL": "FACESYNC_DECISION_TTL", "ResultWait": "FACESYNC_RESULT_WAIT",
 		"EvidenceWait": "FACESYNC_EVIDENCE_WAIT", "MaxEvidenceBytes": "FACESYNC_MAX_EVIDENCE_BYTES",
+		"ReconcileInterval": "FACESYNC_RECONCILE_INTERVAL",
 	}
 )
 
@@ -154,7 +157,7 @@ func (c *Config) workerConfig(aopt asynq.RedisConnOpt, apps []string) worker.Con
 		Concurrency: c.Concurrency, EvidenceConcurrency: c.EvidenceConcurrency,
 		EvidenceDelay: c.EvidenceDelay, ShutdownTimeout: c.ShutdownTimeout,
 		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,
-		MaxEvidenceBytes: c.MaxEvidenceBytes,
+		MaxEvidenceBytes: c.MaxEvidenceBytes, ReconcileInterval: c.ReconcileInterval,
 	}
 }
 
