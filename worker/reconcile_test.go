@@ -339,3 +339,33 @@ func TestReconcileFullArchive(t *testing.T) {
 		t.Errorf("heap grew by %d MiB during the pass, want under 64 MiB", growth>>20)
 	}
 }
+
+// TestReconcileFinishesInterruptedRevival leaves a journalled revival
+// whose archived task was deleted and never enqueued again (a pod killed
+// between the two): the next pass enqueues it.
+func TestReconcileFinishesInterruptedRevival(t *testing.T) {
+	t.Parallel()
+	e := workertest.New(t, workertest.Options{NoStart: true})
+	ctx := context.Background()
+	archiveResult(t, e, appID, "cut-1")
+	info := taskState(t, e, tasks.QueueResult, tasks.TaskID(appID, "cut-1"))
+	if _, err := e.Store.NoteRevival(ctx, appID, "cut-1", orderstore.PhaseDecision, info.Payload, time.Now().Add(-time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.Inspector.DeleteTask(tasks.QueueResult, info.ID); err != nil {
+		t.Fatal(err)
+	}
+	st := reconcile(t, e.Worker)
+	if st.Replayed != 1 || st.Revived != 0 {
+		t.Errorf("Reconcile = %+v, want the interrupted revival replayed", st)
+	}
+	if got := taskState(t, e, tasks.QueueResult, info.ID); got.State != asynq.TaskStatePending || string(got.Payload) != string(info.Payload) {
+		t.Errorf("task after the replay = %v %s, want pending with payload %s", got.State, got.Payload, info.Payload)
+	}
+	if n := e.DB.Client.ZCard(ctx, orderstore.JournalKey).Val(); n != 0 {
+		t.Errorf("journal holds %d entries after the replay, want 0", n)
+	}
+	if st := reconcile(t, e.Worker); st.Replayed != 0 {
+		t.Errorf("second pass replayed %d, want 0", st.Replayed)
+	}
+}
