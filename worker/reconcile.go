@@ -318,6 +318,7 @@ func (r *reconciler) start() {
 // shutdown ends the loop and hands the lock on at once rather than after
 // its expiry.
 func (r *reconciler) shutdown() {
+	defer r.a.insp.Close()
 	if r.stop == nil {
 		return
 	}
@@ -326,7 +327,6 @@ func (r *reconciler) shutdown() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = unlockScript.Run(ctx, r.a.rdb, []string{ReconcileLockKey}, r.token).Err()
-	_ = r.a.insp.Close()
 }
 
 // tryPass runs one pass if this pod holds, or can take, the lock. The
