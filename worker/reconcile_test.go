@@ -3,6 +3,7 @@ package worker_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -367,5 +368,16 @@ func TestReconcileFinishesInterruptedRevival(t *testing.T) {
 	}
 	if st := reconcile(t, e.Worker); st.Replayed != 0 {
 		t.Errorf("second pass replayed %d, want 0", st.Replayed)
+	}
+}
+
+func TestReconcileIntervalValidate(t *testing.T) {
+	t.Parallel()
+	var ce *worker.ConfigError
+	if err := (worker.Config{ReconcileInterval: -time.Second}).Validate(); !errors.As(err, &ce) || ce.Field != "ReconcileInterval" {
+		t.Errorf("Validate(negative interval) = %v, want a ConfigError for ReconcileInterval", err)
+	}
+	if err := (worker.Config{ReconcileInterval: 5 * time.Second}).Validate(); err != nil {
+		t.Errorf("Validate(5s) = %v", err)
 	}
 }
