@@ -97,7 +97,7 @@ type archive struct {
 	now    func() time.Time
 }
 
-// candidate is an archived task whose order is unfinished.
+// candidate is an archived task judged for running again.
 type candidate struct {
 	info           *asynq.TaskInfo
 	phase          string
@@ -356,8 +356,9 @@ func (r *reconciler) tryPass(ctx context.Context) {
 	}
 }
 
-// Reconcile runs one pass over the archive now, whatever the lock says
-// (the running worker takes it first): it finishes the revivals an
+// Reconcile runs one pass over the archive now. It does not take the
+// fleet's lock: a started worker's loop takes it before each pass, and
+// tests call Reconcile on a worker that was never started. It finishes the revivals an
 // interrupted pass journalled, then runs again every archived
 // faceid:fetch_result of a configured app with a valid payload, archived
 // within ReviveWindow, whose order is not purged and has no record, and
