@@ -13,6 +13,8 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
@@ -380,4 +382,34 @@ func TestReconcileIntervalValidate(t *testing.T) {
 	if err := (worker.Config{ReconcileInterval: 5 * time.Second}).Validate(); err != nil {
 		t.Errorf("Validate(5s) = %v", err)
 	}
+}
+
+// TestReconcilerOnePodAtATime starts two workers on one Redis: only the
+// lock's holder runs passes, and the other takes over once it stops.
+func TestReconcilerOnePodAtATime(t *testing.T) {
+	t.Parallel()
+	const interval = time.Second
+	a := workertest.New(t, workertest.Options{Config: worker.Config{ReconcileInterval: interval}})
+	core, logs := observer.New(zap.DebugLevel)
+	b, err := worker.New(a.Config, worker.Deps{Redis: a.DB.Client, Provider: idasc.New(a.Fake.URL), Tickets: a.Tickets,
+		Sink: a.Sink, Registerer: prometheus.NewRegistry(), Logger: zap.New(core)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(b.Shutdown)
+	passes := func(l *observer.ObservedLogs) int { return l.FilterMessage("reconciler pass done").Len() }
+	time.Sleep(5 * interval)
+	pa, pb := passes(a.Logs), passes(logs)
+	if (pa == 0) == (pb == 0) {
+		t.Fatalf("passes: worker a %d, worker b %d; want one worker only (the lock's holder)", pa, pb)
+	}
+	holder, restLogs := a.Worker, logs
+	if pb > 0 {
+		holder, restLogs = b, a.Logs
+	}
+	holder.Shutdown()
+	workertest.WaitFor(t, 5*interval, "the other worker to take over", func() bool { return passes(restLogs) > 0 })
 }
