@@ -32,7 +32,10 @@ func Example() {
 	dup, err := tasks.Enqueue(ctx, client, order)
 	fmt.Println("enqueued:", err == nil && !dup)
 
-	// Enqueueing the same order again is harmless: it is reported, not done twice.
+	// Enqueueing the same order again is harmless: it is reported, not done
+	// twice, whatever state the first task is in. One that asynq archived
+	// without a decision is run again by the fleet itself, so a duplicate
+	// needs no special handling.
 	dup, err = tasks.Enqueue(ctx, client, order)
 	fmt.Println("duplicate:", dup, err)
 

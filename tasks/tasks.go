@@ -5,6 +5,11 @@
 // A partner enqueues one faceid:fetch_result task when a user's face
 // session ends; facesync workers do the rest. Partners in other languages
 // enqueue the same JSON payload on queue "facesync" with any asynq client.
+//
+// Enqueueing an order twice is harmless: Enqueue reports the second as a
+// duplicate, whatever state the first is in. Even a task asynq archived
+// without a decision (a pod killed on its last attempt) is run again by the
+// fleet itself; see Enqueue.
 package tasks
 
 import (
@@ -282,9 +287,17 @@ type Enqueuer interface {
 	EnqueueContext(ctx context.Context, task *asynq.Task, opts ...asynq.Option) (*asynq.TaskInfo, error)
 }
 
-// Enqueue enqueues an order. An order that is already queued (or finished
-// within its retention) is not an error: duplicate reports it, and the
-// worker would do the work once anyway.
+// Enqueue enqueues an order. An order whose task ID is already taken is
+// not an error: duplicate reports it "already there", and nothing is
+// enqueued. That covers every state asynq keeps a task in: pending,
+// scheduled, retrying or running (the worker does the work once), completed
+// within its retention (the record is written), and archived. An archived
+// order is not stuck: within FACESYNC_RECONCILE_INTERVAL (default 30 s;
+// twice that when the pod holding the reconciler's lock died) the fleet
+// runs it again with a fresh retry budget if it has no record yet, up to
+// three times, and then writes its terminal record (status error, code
+// retries_exhausted). A partner therefore never needs to delete and
+// re-enqueue an order itself.
 func Enqueue(ctx context.Context, c Enqueuer, p FetchResult, opts ...asynq.Option) (duplicate bool, err error) {
 	t, err := NewFetchResultTask(p, opts...)
 	if err != nil {

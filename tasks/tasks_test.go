@@ -188,3 +188,102 @@ func TestHeadersOption(t *testing.T) {
 		t.Errorf("task headers %v, max retry %d; want the traceparent given and 3", info.Headers, info.MaxRetry)
 	}
 }
+
+// TestEnqueueConflictEachState enqueues an order again while asynq holds
+// its first task in each state a task ID stays taken in: every time the
+// answer is "already there", and the first task is left as it was.
+func TestEnqueueConflictEachState(t *testing.T) {
+	t.Parallel()
+	db := ticketcachetest.NewDB(t)
+	opt := asynq.RedisClientOpt{Addr: db.Addr, DB: db.DB}
+	client := asynq.NewClient(opt)
+	defer client.Close()
+	insp := asynq.NewInspector(opt)
+	defer insp.Close()
+	ctx := context.Background()
+
+	// A server whose handler fails "retry", holds "active" until the test
+	// ends and completes "completed".
+	release := make(chan struct{})
+	srv := asynq.NewServer(opt, asynq.Config{
+		Concurrency: 4, Queues: map[string]int{tasks.QueueResult: 1}, TaskCheckInterval: 50 * time.Millisecond,
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour },
+		LogLevel:       asynq.FatalLevel,
+	})
+	if err := srv.Start(asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
+		p, err := tasks.ParseFetchResult(task.Payload())
+		if err != nil {
+			return err
+		}
+		switch p.OrderNo {
+		case "retry":
+			return errors.New("provider down")
+		case "active":
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return nil
+	})); err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Shutdown()
+	defer close(release)
+
+	states := []struct {
+		order string
+		opts  []asynq.Option
+		want  asynq.TaskState
+	}{
+		{"scheduled", []asynq.Option{asynq.ProcessIn(time.Hour)}, asynq.TaskStateScheduled},
+		{"archived", []asynq.Option{asynq.ProcessIn(time.Hour)}, asynq.TaskStateArchived},
+		{"retry", nil, asynq.TaskStateRetry},
+		{"active", nil, asynq.TaskStateActive},
+		{"completed", nil, asynq.TaskStateCompleted},
+	}
+	for _, s := range states {
+		if dup, err := tasks.Enqueue(ctx, client, tasks.FetchResult{AppID: "TIDA0001", OrderNo: s.order}, s.opts...); err != nil || dup {
+			t.Fatalf("first Enqueue(%s) = %v, %v", s.order, dup, err)
+		}
+	}
+	if err := insp.ArchiveTask(tasks.QueueResult, "TIDA0001:archived"); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for _, s := range states {
+		for {
+			info, err := insp.GetTaskInfo(tasks.QueueResult, "TIDA0001:"+s.order)
+			if err == nil && info.State == s.want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("task %s: %+v (%v), want state %v", s.order, info, err, s.want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	// pending: the server never takes a paused queue's tasks.
+	if err := insp.PauseQueue(tasks.QueueResult); err != nil {
+		t.Fatal(err)
+	}
+	if dup, err := tasks.Enqueue(ctx, client, tasks.FetchResult{AppID: "TIDA0001", OrderNo: "pending"}); err != nil || dup {
+		t.Fatalf("first Enqueue(pending) = %v, %v", dup, err)
+	}
+	states = append(states, struct {
+		order string
+		opts  []asynq.Option
+		want  asynq.TaskState
+	}{"pending", nil, asynq.TaskStatePending})
+
+	for _, s := range states {
+		dup, err := tasks.Enqueue(ctx, client, tasks.FetchResult{AppID: "TIDA0001", OrderNo: s.order})
+		if err != nil || !dup {
+			t.Errorf("Enqueue(%s) while the first is %v = %v, %v, want true, nil (already there)", s.order, s.want, dup, err)
+		}
+		info, err := insp.GetTaskInfo(tasks.QueueResult, "TIDA0001:"+s.order)
+		if err != nil || info.State != s.want {
+			t.Errorf("after the duplicate, task %s = %+v (%v), want still %v", s.order, info, err, s.want)
+		}
+	}
+}

@@ -14,6 +14,7 @@ type metrics struct {
 	uploadDuration  *prometheus.HistogramVec
 	decisionAge     prometheus.Histogram
 	taskErrors      *prometheus.CounterVec
+	revivals        *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -46,12 +47,15 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		taskErrors: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "facesync_task_errors_total", Help: "Failed task attempts reported by asynq, by type.",
 		}, []string{"type"}),
+		revivals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "facesync_revivals_total", Help: "Archived tasks the reconciler ran again (revived), ended with the order's terminal state (terminal) or failed on (error), by type.",
+		}, []string{"type", "outcome"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.tasks, m.taskDuration, m.providerLatency, m.providerCodes,
-		m.evidenceBytes, m.uploadDuration, m.decisionAge, m.taskErrors} {
+		m.evidenceBytes, m.uploadDuration, m.decisionAge, m.taskErrors, m.revivals} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -54,7 +54,8 @@ type Config struct {
 	// PollInterval is how often an idle pod looks for new tasks and moves
 	// due scheduled ones (50ms): it sets the decision latency at low load
 	// and the precision of the evidence delay.
-	PollInterval time.Duration
+	PollInterval      time.Duration
+	ReconcileInterval time.Duration // how often archived tasks are looked for (30s)
 }
 
 // Defaults of Config.
@@ -111,6 +112,8 @@ func (c Config) Validate() error {
 		return bad("MaxEvidenceBytes", "negative evidence size cap %d", c.MaxEvidenceBytes)
 	case c.PollInterval != 0 && c.PollInterval < MinPollInterval:
 		return bad("PollInterval", "poll interval %v is below %v", c.PollInterval, MinPollInterval)
+	case c.ReconcileInterval < 0:
+		return bad("ReconcileInterval", "negative reconcile interval %v", c.ReconcileInterval)
 	}
 	return nil
 }
@@ -138,6 +141,7 @@ func (c *Config) setDefaults() error {
 	def(&c.DecisionTTL, DefaultDecisionTTL)
 	def(&c.ResultWait, DefaultResultWait)
 	def(&c.EvidenceWait, DefaultEvidenceWait)
+	def(&c.ReconcileInterval, DefaultReconcileInterval)
 	if c.MaxEvidenceBytes == 0 {
 		c.MaxEvidenceBytes = DefaultMaxEvidenceBytes
 	}
@@ -183,6 +187,7 @@ type Worker struct {
 
 	decisions *asynq.Server
 	evidence  *asynq.Server
+	rc        *reconciler // runs again what asynq archived without a handler
 }
 
 // New checks the configuration and builds a worker; it starts nothing.
@@ -224,6 +229,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		w.apps[a] = true
 	}
 	w.base, w.cancelBase = context.WithCancel(context.Background())
+	w.rc = newReconciler(w, d.Redis)
 	return w, nil
 }
 
@@ -281,6 +287,7 @@ func (w *Worker) Start() error {
 		w.decisions.Shutdown()
 		return fmt.Errorf("start evidence server: %w", err)
 	}
+	w.rc.start()
 	return nil
 }
 
@@ -297,6 +304,7 @@ func (w *Worker) Shutdown() {
 const cleanupGrace = 5 * time.Second
 
 func (w *Worker) shutdown() {
+	w.rc.shutdown()
 	if w.decisions != nil {
 		deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 		// Stop blocks while a processor sleeps on an empty queue: stop

@@ -54,6 +54,7 @@ type Config struct {
 	APIAddr             string            // FACESYNC_API_ADDR
 	APIKeysFile         string            // FACESYNC_API_KEYS_FILE
 	S3PublicEndpoint    string            // FACESYNC_S3_PUBLIC_ENDPOINT
+	ReconcileInterval   time.Duration     // FACESYNC_RECONCILE_INTERVAL
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -100,6 +101,7 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		PollInterval:        r.duration("FACESYNC_POLL_INTERVAL", worker.DefaultPollInterval, worker.MinPollInterval),
 		APIAddr:             r.str("FACESYNC_API_ADDR", ":8080"),
 		APIKeysFile:         r.str("FACESYNC_API_KEYS_FILE", ""),
+		ReconcileInterval:   r.duration("FACESYNC_RECONCILE_INTERVAL", worker.DefaultReconcileInterval, time.Second),
 	}
 	c.S3PublicEndpoint = r.str("FACESYNC_S3_PUBLIC_ENDPOINT", c.S3Endpoint)
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
@@ -143,7 +145,8 @@ var (
 		"EvidenceDelay": "FACESYNC_EVIDENCE_DELAY", "ShutdownTimeout": "FACESYNC_SHUTDOWN_TIMEOUT",
 		"DecisionTTL": "FACESYNC_DECISION_TTL", "ResultWait": "FACESYNC_RESULT_WAIT",
 		"EvidenceWait": "FACESYNC_EVIDENCE_WAIT", "MaxEvidenceBytes": "FACESYNC_MAX_EVIDENCE_BYTES",
-		"PollInterval": "FACESYNC_POLL_INTERVAL",
+		"PollInterval":      "FACESYNC_POLL_INTERVAL",
+		"ReconcileInterval": "FACESYNC_RECONCILE_INTERVAL",
 	}
 )
 
@@ -163,7 +166,7 @@ func (c *Config) workerConfig(aopt asynq.RedisConnOpt, apps []string) worker.Con
 		Concurrency: c.Concurrency, EvidenceConcurrency: c.EvidenceConcurrency,
 		EvidenceDelay: c.EvidenceDelay, ShutdownTimeout: c.ShutdownTimeout,
 		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,
-		MaxEvidenceBytes: c.MaxEvidenceBytes, PollInterval: c.PollInterval,
+		MaxEvidenceBytes: c.MaxEvidenceBytes, PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval,
 	}
 }
 

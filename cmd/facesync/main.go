@@ -99,6 +99,8 @@ commands:
   enqueue --file F                        one app_id,order_no[,get_file] per line
   status  --app-id A --order-no O         print the decision record (exit 1 if none)
   verify  --app-id A --order-no O         check stored evidence against its manifest (exit 1 on mismatch)
+  requeue --app-id A --order-no O         run an order's archived tasks again now (exit 1 if none)
+  requeue --archived [--app-id A]         run every archived task of an unfinished order again now
   fake-idasc --addr 127.0.0.1:8081        run the provider simulator
   demo                                    run everything in one process on embedded defaults
   api                                     run the partner HTTP API on FACESYNC_API_ADDR (keys from FACESYNC_API_KEYS_FILE)
@@ -118,6 +120,7 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		"enqueue":    m.runEnqueue,
 		"status":     m.runStatus,
 		"verify":     m.runVerify,
+		"requeue":    m.runRequeue,
 		"fake-idasc": m.runFakeIdasc,
 		"demo":       m.runDemo,
 		"api":        m.runAPI,

@@ -22,6 +22,14 @@
 //	get_file      get_file of the order that wrote the record, while evidence is pending
 //	file:photo    JSON of the stored photo (storage.File), once uploaded
 //	file:video    JSON of the stored video
+//	rev:decision  how many times the fleet revived the order's archived fetch_result task
+//	rev:evidence  the same for its fetch_evidence task
+//	revive:PHASE  the payload of a revival under way, until its task is queued again
+//
+// Revivals under way are also listed, fleet-wide, in the sorted set
+// facesync:reconcile:journal (member "{phase}:{app_id}:{order_no}"). The
+// purge marker facesync:purged:{hex sha256 of app_id:order_no} is read,
+// never written, here.
 //
 // # Scripts
 //
@@ -34,6 +42,8 @@
 //	rejectScript    CountRejected                    record, state   field, generation, TTL ms
 //	fileScript      NoteFile                         record, state   field, file JSON, TTL ms
 //	casScript       UpdateEvidence (compare-and-set) record          expected JSON, new JSON
+//	noteRevivalScript NoteRevival: count, journal    record, state, journal  phase, payload, member, now ms, TTL ms
+//	doneRevivalScript RevivalDone: clear the journal state, journal   phase, member
 //
 // Reads (Get, State) are single commands. Delete removes both keys.
 package orderstore
@@ -334,6 +344,7 @@ type State struct {
 	GetFile  string                  // get_file remembered by Decide
 	Files    map[string]storage.File // stored evidence files by kind
 	Rejected map[string]int          // distinct refused ticket generations by phase
+	Revivals map[string]int          // archived tasks the fleet ran again, by phase
 }
 
 // State reads the order's bookkeeping; an order without any has a State
@@ -343,7 +354,7 @@ func (s *Store) State(ctx context.Context, appID, orderNo string) (*State, error
 	if err != nil {
 		return nil, fmt.Errorf("read order state: %w", err)
 	}
-	st := &State{Files: map[string]storage.File{}, Rejected: map[string]int{}}
+	st := &State{Files: map[string]storage.File{}, Rejected: map[string]int{}, Revivals: map[string]int{}}
 	for k, v := range m {
 		switch {
 		case k == fieldSince:
@@ -360,6 +371,10 @@ func (s *Store) State(ctx context.Context, appID, orderNo string) (*State, error
 			st.Files[strings.TrimPrefix(k, fieldFile)] = f
 		case strings.HasPrefix(k, fieldReject):
 			st.Rejected[strings.TrimPrefix(k, fieldReject)] = len(strings.Split(v, ","))
+		case strings.HasPrefix(k, fieldRevivals):
+			if n, err := strconv.Atoi(v); err == nil {
+				st.Revivals[strings.TrimPrefix(k, fieldRevivals)] = n
+			}
 		}
 	}
 	return st, nil

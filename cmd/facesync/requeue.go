@@ -1,0 +1,73 @@
+package main
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/worker"
+)
+
+// runRequeue runs archived tasks again now: one order's, or every one with
+// a valid payload and an unfinished order (of one app). The fleet does the
+// same by itself within FACESYNC_RECONCILE_INTERVAL for tasks archived in
+// the last 72 h; an operator's requeue has no such limit and does not
+// count toward the fleet's 3 revivals.
+func (m *Main) runRequeue(ctx context.Context, args []string) error {
+	fs := m.flags("requeue")
+	appID, orderNo := orderFlags(fs)
+	archived := fs.Bool("archived", false, "every archived task of an unfinished order (of --app-id, when given)")
+	webhooks := fs.Bool("webhooks", false, "archived webhook deliveries")
+	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	var f worker.RequeueFilter
+	switch {
+	case *webhooks:
+		if *archived || *orderNo != "" {
+			return usageErr("--webhooks goes alone (or with --app-id)")
+		}
+		return noErr("no webhook delivery to run again: this build sends no webhooks")
+	case *archived:
+		if *orderNo != "" {
+			return usageErr("use --archived [--app-id A] or --app-id A --order-no O, not both")
+		}
+		if *appID != "" && !tasks.ValidID(*appID) {
+			return usageErr("--app-id: 1 to 32 characters of A-Z a-z 0-9 _ -")
+		}
+		f.AppID = *appID
+	default:
+		if !tasks.ValidID(*appID) || !tasks.ValidID(*orderNo) {
+			return usageErr("--app-id and --order-no are required (1 to 32 characters of A-Z a-z 0-9 _ -), or --archived")
+		}
+		f.AppID, f.OrderNo = *appID, *orderNo
+	}
+	c, err := m.config()
+	if err != nil {
+		return err
+	}
+	rdb, aopt, err := connectRedis(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	n, err := worker.Requeue(ctx, rdb, aopt, f, func(r worker.Revival) {
+		if r.Outcome == worker.OutcomeRequeued {
+			fmt.Fprintf(m.Stdout, "requeued %s %s:%s (queue %s)\n", r.Type, r.AppID, r.OrderNo, r.Queue)
+			return
+		}
+		fmt.Fprintf(m.Stdout, "left %s %s:%s (queue %s): %s\n", r.Type, r.AppID, r.OrderNo, r.Queue, r.Reason)
+	})
+	if err != nil {
+		return infraErr(fmt.Errorf("%v (%d run again before it)", err, n))
+	}
+	if n == 0 {
+		return noErr("nothing to run again")
+	}
+	word := "tasks"
+	if n == 1 {
+		word = "task"
+	}
+	fmt.Fprintf(m.Stdout, "%d %s run again\n", n, word)
+	return nil
+}
