@@ -50,6 +50,9 @@ type Config struct {
 	ResultWait          time.Duration     // FACESYNC_RESULT_WAIT
 	EvidenceWait        time.Duration     // FACESYNC_EVIDENCE_WAIT
 	MaxEvidenceBytes    int64             // FACESYNC_MAX_EVIDENCE_BYTES
+	EvidenceRetention   int               // FACESYNC_EVIDENCE_RETENTION, days; 0 kept until purged
+	S3ReceiptPrefix     string            // FACESYNC_S3_RECEIPT_PREFIX
+	S3MultipartCleanup  string            // FACESYNC_S3_MULTIPART_CLEANUP
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -93,6 +96,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		ResultWait:          r.duration("FACESYNC_RESULT_WAIT", worker.DefaultResultWait, time.Second),
 		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", worker.DefaultEvidenceWait, time.Second),
 		MaxEvidenceBytes:    int64(r.integer("FACESYNC_MAX_EVIDENCE_BYTES", worker.DefaultMaxEvidenceBytes, 1)),
+		EvidenceRetention:   r.integer("FACESYNC_EVIDENCE_RETENTION", 0, 0),
+		S3ReceiptPrefix:     r.str("FACESYNC_S3_RECEIPT_PREFIX", storage.DefaultReceiptPrefix),
+		S3MultipartCleanup:  r.oneOf("FACESYNC_S3_MULTIPART_CLEANUP", storage.MultipartCleanupRule, storage.MultipartCleanupRule, storage.MultipartCleanupServer),
 	}
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
 	c.Apps = r.apps(c.TicketSource == "external")
@@ -119,6 +125,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	var we *worker.ConfigError
 	if err := c.workerConfig(nil, nil).Validate(); errors.As(err, &we) {
 		return nil, &configError{workerVars[we.Field], we.Msg}
+	}
+	if err := c.checkLifecycle(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

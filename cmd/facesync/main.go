@@ -99,6 +99,9 @@ commands:
   enqueue --file F                        one app_id,order_no[,get_file] per line
   status  --app-id A --order-no O         print the decision record (exit 1 if none)
   verify  --app-id A --order-no O         check stored evidence against its manifest (exit 1 on mismatch)
+  purge   --app-id A --order-no O --reason TEXT [--operator NAME] [--bypass-governance]
+  purge   --file F --reason TEXT          delete orders' evidence, record, keys and tasks; write receipts
+  bucket  setup | check                   write / check the bucket's lifecycle rules
   fake-idasc --addr 127.0.0.1:8081        run the provider simulator
   demo                                    run everything in one process on embedded defaults
 
@@ -118,6 +121,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		"verify":     m.runVerify,
 		"fake-idasc": m.runFakeIdasc,
 		"demo":       m.runDemo,
+		"purge":      m.runPurge,
+		"bucket":     m.runBucket,
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {
