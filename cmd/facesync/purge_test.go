@@ -427,3 +427,46 @@ func TestPurgeInterruptedRunAgain(t *testing.T) {
 		t.Errorf("receipts list %v, want the three objects once each", listed)
 	}
 }
+
+// TestPurgeCancelsRunningTask: a task of the order is in the middle of a
+// slow provider call; the purge cancels it, waits for it to stop and
+// deletes it, and nothing of the order is written afterwards.
+func TestPurgeCancelsRunningTask(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	w := st.startWorker(t)
+	const order = "running1-lat1m"
+	if code, _, stderr := st.run(t, "enqueue", "--app-id", testApp, "--order-no", order); code != 0 {
+		t.Fatalf("enqueue: exit %d: %s", code, stderr)
+	}
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: st.db.Client.Options().Addr, DB: st.db.Client.Options().DB})
+	defer insp.Close()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		info, err := insp.GetTaskInfo(tasks.QueueResult, tasks.TaskID(testApp, order))
+		if err == nil && info.State == asynq.TaskStateActive {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("task never active in a provider call: %+v, %v", info, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	time.Sleep(300 * time.Millisecond) // into the provider call
+	// The provider call lasts a minute, longer than the purge waits for a
+	// task (purgeTaskWait): exit 0 means the task was cancelled.
+	start := time.Now()
+	code, out, stderr := st.run(t, "purge", "--app-id", testApp, "--order-no", order, "--reason", "r")
+	if code != 0 || !strings.Contains(out, "1 task(s)") {
+		t.Fatalf("purge of a running order: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	t.Logf("purge of a running order took %v", time.Since(start))
+	// Give a task that slipped through the time to write, then look.
+	time.Sleep(2 * time.Second)
+	if left := st.redisKeysWith(t, order); len(left) != 0 {
+		t.Errorf("Redis keys with the order number after the purge: %v", left)
+	}
+	if !strings.Contains(w.logs.String(), "context canceled") {
+		t.Errorf("the worker's attempt was not cancelled: %s", w.logs.String())
+	}
+}
