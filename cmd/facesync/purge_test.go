@@ -182,12 +182,15 @@ func TestPurgeStoredOrder(t *testing.T) {
 	}
 
 	client := st.s3.Client()
-	if left := versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/"); len(left) != 0 {
-		t.Errorf("object versions left after the purge: %v", left)
+	leftObjects := versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/")
+	if len(leftObjects) != 0 {
+		t.Errorf("object versions left after the purge: %v", leftObjects)
 	}
-	if left := st.redisKeysWith(t, order); len(left) != 0 {
-		t.Errorf("Redis keys with the order number after the purge: %v", left)
+	leftKeys := st.redisKeysWith(t, order)
+	if len(leftKeys) != 0 {
+		t.Errorf("Redis keys with the order number after the purge: %v", leftKeys)
 	}
+	t.Logf("after the purge: object versions under evidence/%s/%s/: %v; Redis keys containing %q: %v", testApp, order, leftObjects, order, leftKeys)
 	if n := st.db.Client.Exists(context.Background(), orderstore.PurgedKey(testApp, order)).Val(); n != 1 {
 		t.Errorf("no purge marker")
 	}
