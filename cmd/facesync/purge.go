@@ -249,10 +249,7 @@ type taskRef struct{ queue, id string }
 // a task that starts meanwhile is archived at once by the worker and
 // deleted here.
 func (p *purger) deleteTasks(ctx context.Context, o orderRef) (int, error) {
-	refs, err := p.findTasks(o)
-	if err != nil {
-		return 0, err
-	}
+	refs := p.findTasks(o)
 	deadline := time.Now().Add(purgeTaskWait)
 	cancelled := map[taskRef]bool{}
 	n := 0
@@ -304,8 +301,10 @@ func (p *purger) deleteTasks(ctx context.Context, o orderRef) (int, error) {
 // with its task ID ({app_id}:{order_no}, or that followed by ":" and an
 // event) and those whose payload names it (a partner may enqueue without
 // a task ID). It reads every task of those queues: a purge is rare, and a
-// task left behind would keep a copy of the record.
-func (p *purger) findTasks(o orderRef) ([]taskRef, error) {
+// task left behind would keep a copy of the record. A listing asynq cannot
+// read (a task key evicted under it) does not stop a deletion request: it
+// is reported, and the order's task ID is looked up all the same.
+func (p *purger) findTasks(o orderRef) []taskRef {
 	id := tasks.TaskID(o.AppID, o.OrderNo)
 	seen := map[taskRef]bool{}
 	var out []taskRef
@@ -328,7 +327,8 @@ func (p *purger) findTasks(o orderRef) ([]taskRef, error) {
 					break
 				}
 				if err != nil {
-					return nil, fmt.Errorf("list tasks of queue %s: %w", q, err)
+					fmt.Fprintf(p.m.Stdout, "warning %s: cannot list the tasks of queue %s (%v): only its task %s is looked up there\n", o, q, err, id)
+					break
 				}
 				for _, info := range infos {
 					if info.ID == id || strings.HasPrefix(info.ID, id+":") || payloadNames(info.Payload, o) {
@@ -341,7 +341,7 @@ func (p *purger) findTasks(o orderRef) ([]taskRef, error) {
 			}
 		}
 	}
-	return out, nil
+	return out
 }
 
 // payloadNames reports whether a task payload names the order: app_id and

@@ -473,3 +473,28 @@ func TestPurgeCancelsRunningTask(t *testing.T) {
 		t.Errorf("the worker's attempt was not cancelled: %s", w.logs.String())
 	}
 }
+
+// TestPurgeWithBrokenTaskListing: a task key gone from under its queue's
+// listing (evicted, deleted by hand) does not stop a deletion request:
+// the order's task is still found and deleted. (asynq 0.26 lists around
+// the hole; should a listing fail, the purge warns and looks the order's
+// task ID up directly.)
+func TestPurgeWithBrokenTaskListing(t *testing.T) {
+	t.Parallel()
+	st := newStack(t)
+	for _, o := range []string{"other1", "victim1"} {
+		if code, _, stderr := st.run(t, "enqueue", "--app-id", testApp, "--order-no", o); code != 0 {
+			t.Fatalf("enqueue %s: exit %d: %s", o, code, stderr)
+		}
+	}
+	if n := st.db.Client.Del(context.Background(), "asynq:{facesync}:t:"+testApp+":other1").Val(); n != 1 {
+		t.Fatalf("deleted %d task keys, want 1", n)
+	}
+	code, out, stderr := st.run(t, "purge", "--app-id", testApp, "--order-no", "victim1", "--reason", "r")
+	if code != 0 || !strings.Contains(out, "1 task(s)") {
+		t.Errorf("purge with a broken listing: exit %d, stdout %q, stderr %q", code, out, stderr)
+	}
+	if left := st.redisKeysWith(t, "victim1"); len(left) != 0 {
+		t.Errorf("Redis keys left: %v", left)
+	}
+}
