@@ -98,7 +98,8 @@ commands:
   enqueue --app-id A --order-no O [--get-file 1]
   enqueue --file F                        one app_id,order_no[,get_file] per line
   status  --app-id A --order-no O         print the decision record (exit 1 if none)
-  verify  --app-id A --order-no O         check stored evidence against its manifest (exit 1 on mismatch)
+  verify  --app-id A --order-no O [--operator NAME]
+                                          check stored evidence against its manifest (exit 1 on mismatch)
   purge   --app-id A --order-no O --reason TEXT [--operator NAME] [--bypass-governance]
   purge   --file F --reason TEXT          delete orders' evidence, record, keys and tasks; write receipts
   bucket  setup | check                   write / check the bucket's lifecycle rules
