@@ -122,6 +122,7 @@ func TestLifecycleSettings(t *testing.T) {
 		{"bad cleanup", map[string]string{"FACESYNC_S3_MULTIPART_CLEANUP": "never"}, []string{"bucket", "setup"}, "FACESYNC_S3_MULTIPART_CLEANUP"},
 		{"receipts inside evidence", map[string]string{"FACESYNC_S3_RECEIPT_PREFIX": "evidence/receipts/"}, []string{"purge", "--app-id", "A", "--order-no", "O", "--reason", "r"}, "FACESYNC_S3_RECEIPT_PREFIX"},
 		{"purge without reason", nil, []string{"purge", "--app-id", "A", "--order-no", "O"}, "--reason is required"},
+		{"purge with a huge reason", nil, []string{"purge", "--app-id", "A", "--order-no", "O", "--reason", strings.Repeat("r", 1025)}, "at most 1024 bytes"},
 		{"purge without order", nil, []string{"purge", "--reason", "r"}, "--app-id and --order-no (or --file) are required"},
 		{"lock days outlive retention", map[string]string{"FACESYNC_EVIDENCE_RETENTION": "30", "FACESYNC_S3_LOCK_MODE": "GOVERNANCE", "FACESYNC_S3_LOCK_DAYS": "31"}, []string{"worker"},
 			"FACESYNC_EVIDENCE_RETENTION: FACESYNC_S3_LOCK_DAYS (31) is longer than the evidence retention of 30 days"},

@@ -28,6 +28,10 @@ const queueWebhook = "facesync_webhook"
 // purgeQueues are the queues whose tasks of a purged order are deleted.
 var purgeQueues = []string{tasks.QueueResult, tasks.QueueEvidence, queueWebhook}
 
+// maxReceiptText is the longest reason or operator a receipt takes
+// (storage.PutReceipt refuses longer ones).
+const maxReceiptText = 1024
+
 // purgeTaskWait bounds how long a purge waits for the order's running
 // tasks to stop once cancelled; a purge that times out can be run again.
 const purgeTaskWait = 30 * time.Second
@@ -62,6 +66,10 @@ func (m *Main) runPurge(ctx context.Context, args []string) error {
 	}
 	if *operator == "" {
 		*operator = defaultOperator()
+	}
+	// The receipt's limits, checked before anything is deleted.
+	if len(*reason) > maxReceiptText || len(*operator) > maxReceiptText {
+		return usageErr("--reason and --operator may be at most %d bytes each", maxReceiptText)
 	}
 	var orders []orderRef
 	switch {
