@@ -221,16 +221,18 @@ func (p *purger) purge(ctx context.Context, o orderRef) error {
 // receipt writes the deletion receipt of what this run deleted, prints
 // it and writes the audit line.
 func (p *purger) receipt(ctx context.Context, o orderRef, deleted []storage.DeletedObject, ntasks int, complete bool) (string, error) {
-	key, err := p.sink.PutReceipt(ctx, p.c.S3ReceiptPrefix, storage.Receipt{
-		AppID: o.AppID, OrderNo: o.OrderNo, Reason: p.reason, Operator: p.operator, Objects: deleted,
-	})
-	if err != nil {
-		return "", fmt.Errorf("write the deletion receipt: %w", err)
-	}
+	// Printed first: should the receipt fail to be written, the
+	// operator still has the list of what was deleted.
 	keys := make([]string, 0, len(deleted))
 	for _, d := range deleted {
 		fmt.Fprintf(p.m.Stdout, "  deleted %s (version %s, %d bytes, sha256 %s)\n", d.Key, d.VersionID, d.Size, orNone(d.SHA256))
 		keys = append(keys, d.Key)
+	}
+	key, err := p.sink.PutReceipt(ctx, p.c.S3ReceiptPrefix, storage.Receipt{
+		AppID: o.AppID, OrderNo: o.OrderNo, Reason: p.reason, Operator: p.operator, Objects: deleted,
+	})
+	if err != nil {
+		return "", fmt.Errorf("write the deletion receipt of the %d object version(s) listed above: %w", len(deleted), err)
 	}
 	// The reason is the operator's free text and may name the person: it
 	// stays in the receipt, out of the logs.
