@@ -232,15 +232,17 @@ func (p *purger) receipt(ctx context.Context, o orderRef, deleted []storage.Dele
 		AppID: o.AppID, OrderNo: o.OrderNo, Reason: p.reason, Operator: p.operator, Objects: deleted,
 	})
 	if err != nil {
-		return "", fmt.Errorf("write the deletion receipt of the %d object version(s) listed above: %w", len(deleted), err)
+		err = fmt.Errorf("write the deletion receipt of the %d object version(s) listed above: %w", len(deleted), err)
+		complete = false
 	}
+	// The deletion is logged even when its receipt could not be written.
 	// The reason is the operator's free text and may name the person: it
 	// stays in the receipt, out of the logs.
 	_ = audit.Write(p.m.Stderr, audit.Event{
 		Action: audit.ActionPurge, Actor: p.operator, AppID: o.AppID, OrderNo: o.OrderNo, Keys: keys,
 		Fields: []zap.Field{zap.String("receipt", key), zap.Int("tasks", ntasks), zap.Bool("complete", complete)},
 	})
-	return key, nil
+	return key, err
 }
 
 func orNone(s string) string {
