@@ -5,6 +5,7 @@ package worker
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -249,8 +250,36 @@ func (w *Worker) track(h asynq.HandlerFunc) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
 		w.inflight.Add(1)
 		defer w.inflight.Done()
+		return w.unlessPurged(ctx, t, h)
+	}
+}
+
+// unlessPurged runs h unless the task's order was purged: then the task is
+// archived (SkipRetry) before any provider call or upload, with an error
+// saying so. A write the store refuses with orderstore.ErrPurged (the
+// purge came while h ran) ends the same way. A payload that does not name
+// a valid order is h's to refuse.
+func (w *Worker) unlessPurged(ctx context.Context, t *asynq.Task, h asynq.HandlerFunc) error {
+	var ids struct {
+		AppID   string `json:"app_id"`
+		OrderNo string `json:"order_no"`
+	}
+	if json.Unmarshal(t.Payload(), &ids) != nil || !tasks.ValidID(ids.AppID) || !tasks.ValidID(ids.OrderNo) {
 		return h(ctx, t)
 	}
+	purged, err := w.store.Purged(ctx, ids.AppID, ids.OrderNo)
+	if err != nil {
+		return retry(retryTransient, err)
+	}
+	if !purged {
+		if err = h(ctx, t); !errors.Is(err, orderstore.ErrPurged) {
+			return err
+		}
+	}
+	w.m.tasks.WithLabelValues(t.Type(), "purged").Inc()
+	w.taskLog(ctx, t, ids.AppID, ids.OrderNo).Warn("task of a purged order archived")
+	return fmt.Errorf("order %s:%s was purged: nothing is fetched or stored for it for %v after its purge: %w",
+		ids.AppID, ids.OrderNo, orderstore.PurgeTTL, asynq.SkipRetry)
 }
 
 // Start starts two asynq servers in this process: one for decisions and

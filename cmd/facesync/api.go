@@ -13,9 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"go.uber.org/zap"
-	"go.uber.org/zap/zapcore"
 
 	"github.com/facesync/facesync/cmd/facesync/api"
+	"github.com/facesync/facesync/cmd/facesync/audit"
 	"github.com/facesync/facesync/worker/orderstore"
 )
 
@@ -90,7 +90,7 @@ func (m *Main) runAPI(ctx context.Context, args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := api.New(api.Deps{
-		Keys: keys, Enqueuer: client, Tasks: inspector, Records: store, Links: links,
+		Keys: keys, Enqueuer: client, Tasks: inspector, Records: store, Links: links, Purged: store.Purged,
 		Logger: log.Named("api"), Audit: auditLogger(m), Registerer: reg, Tracer: tp,
 	})
 	if err != nil {
@@ -139,12 +139,7 @@ func (m *Main) runAPI(ctx context.Context, args []string) error {
 
 // auditLogger writes audit events as JSON lines on stderr at info,
 // whatever FACESYNC_LOG_FORMAT and FACESYNC_LOG_LEVEL say.
-func auditLogger(m *Main) *zap.Logger {
-	enc := zap.NewProductionEncoderConfig()
-	enc.TimeKey = "ts"
-	enc.EncodeTime = zapcore.ISO8601TimeEncoder
-	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(m.Stderr), zapcore.InfoLevel))
-}
+func auditLogger(m *Main) *zap.Logger { return audit.Logger(m.Stderr) }
 
 // runAPIKey runs `facesync api-key new --apps A[,B] [--id ID]`.
 func (m *Main) runAPIKey(_ context.Context, args []string) error {

@@ -20,6 +20,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 
+	"github.com/facesync/facesync/cmd/facesync/audit"
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/ticketcache"
@@ -102,6 +103,9 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	}
 	if err := pingSink(ctx, sink); err != nil {
 		return infraErr(err)
+	}
+	if err := checkRetentionLock(ctx, c, sink); err != nil {
+		return err
 	}
 
 	reg := prometheus.NewRegistry()
@@ -363,7 +367,16 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 // runVerify re-reads an order's stored evidence and checks it against the
 // manifest.
 func (m *Main) runVerify(ctx context.Context, args []string) error {
-	appID, orderNo, c, err := m.orderCommand("verify", args)
+	fs := m.flags("verify")
+	a, o := orderFlags(fs)
+	operator := fs.String("operator", "", "who reads the evidence, for the audit line (default: the OS user)")
+	if err := m.parse(fs, args); err != nil {
+		return err
+	}
+	if !tasks.ValidID(*a) || !tasks.ValidID(*o) {
+		return usageErr("--app-id and --order-no are required: 1 to 32 characters of A-Z a-z 0-9 _ -")
+	}
+	c, err := m.config()
 	if err != nil {
 		return err
 	}
@@ -371,20 +384,42 @@ func (m *Main) runVerify(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	return m.verify(ctx, sink, appID, orderNo)
+	if *operator == "" {
+		*operator = defaultOperator()
+	}
+	return m.verifyAs(ctx, sink, *a, *o, *operator, func() string { return m.noEvidenceReason(ctx, c, *a, *o) })
 }
 
+// verify checks an order's evidence as the OS user (the demo's check).
 func (m *Main) verify(ctx context.Context, sink storage.Sink, appID, orderNo string) error {
+	return m.verifyAs(ctx, sink, appID, orderNo, defaultOperator(), nil)
+}
+
+// verifyAs checks an order's evidence and writes the audit line of the
+// read; why, when set, says why an order has no manifest.
+func (m *Main) verifyAs(ctx context.Context, sink storage.Sink, appID, orderNo, actor string, why func() string) error {
 	rep, err := sink.Verify(ctx, appID, orderNo)
 	if errors.Is(err, storage.ErrNotFound) {
-		return noErr("no manifest for %s:%s: its evidence is not stored", appID, orderNo)
+		reason := "its evidence is not stored: never stored, expired under the retention rule, or purged"
+		if why != nil {
+			reason = why()
+		}
+		return noErr("no manifest for %s:%s: %s", appID, orderNo, reason)
 	}
 	if errors.Is(err, storage.ErrInvalidManifest) {
+		key, _ := sink.ManifestKey(appID, orderNo)
+		_ = audit.Write(m.Stderr, audit.Event{Action: audit.ActionVerify, Actor: actor, AppID: appID, OrderNo: orderNo, Keys: []string{key}})
 		return noErr("%v", err)
 	}
 	if rep == nil {
 		return infraErr(err)
 	}
+	keys := []string{rep.ManifestKey}
+	for _, f := range rep.Files {
+		keys = append(keys, f.File.Key)
+	}
+	_ = audit.Write(m.Stderr, audit.Event{Action: audit.ActionVerify, Actor: actor, AppID: appID, OrderNo: orderNo, Keys: keys,
+		Fields: []zap.Field{zap.Bool("ok", rep.OK() && err == nil)}})
 	fmt.Fprintf(m.Stdout, "manifest %s\n", rep.ManifestKey)
 	for _, f := range rep.Files {
 		fmt.Fprintf(m.Stdout, "  %-13s %-6s %s  size %d  sha256 %s\n", f.Status, f.File.Kind, f.File.Key, f.File.Size, f.File.SHA256)

@@ -55,6 +55,9 @@ type Config struct {
 	APIKeysFile         string            // FACESYNC_API_KEYS_FILE
 	S3PublicEndpoint    string            // FACESYNC_S3_PUBLIC_ENDPOINT
 	ReconcileInterval   time.Duration     // FACESYNC_RECONCILE_INTERVAL
+	EvidenceRetention   int               // FACESYNC_EVIDENCE_RETENTION, days; 0 kept until purged
+	S3ReceiptPrefix     string            // FACESYNC_S3_RECEIPT_PREFIX
+	S3MultipartCleanup  string            // FACESYNC_S3_MULTIPART_CLEANUP
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -102,6 +105,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		APIAddr:             r.str("FACESYNC_API_ADDR", ":8080"),
 		APIKeysFile:         r.str("FACESYNC_API_KEYS_FILE", ""),
 		ReconcileInterval:   r.duration("FACESYNC_RECONCILE_INTERVAL", worker.DefaultReconcileInterval, time.Second),
+		EvidenceRetention:   r.integer("FACESYNC_EVIDENCE_RETENTION", 0, 0),
+		S3ReceiptPrefix:     r.str("FACESYNC_S3_RECEIPT_PREFIX", storage.DefaultReceiptPrefix),
+		S3MultipartCleanup:  r.oneOf("FACESYNC_S3_MULTIPART_CLEANUP", storage.MultipartCleanupRule, storage.MultipartCleanupRule, storage.MultipartCleanupServer),
 	}
 	c.S3PublicEndpoint = r.str("FACESYNC_S3_PUBLIC_ENDPOINT", c.S3Endpoint)
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
@@ -129,6 +135,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	var we *worker.ConfigError
 	if err := c.workerConfig(nil, nil).Validate(); errors.As(err, &we) {
 		return nil, &configError{workerVars[we.Field], we.Msg}
+	}
+	if err := c.checkLifecycle(); err != nil {
+		return nil, err
 	}
 	return c, nil
 }

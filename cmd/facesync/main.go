@@ -101,6 +101,11 @@ commands:
   verify  --app-id A --order-no O         check stored evidence against its manifest (exit 1 on mismatch)
   requeue --app-id A --order-no O         run an order's archived tasks again now (exit 1 if none)
   requeue --archived [--app-id A]         run every archived task of an unfinished order again now
+  verify  --app-id A --order-no O [--operator NAME]
+                                          check stored evidence against its manifest (exit 1 on mismatch)
+  purge   --app-id A --order-no O --reason TEXT [--operator NAME] [--bypass-governance]
+  purge   --file F --reason TEXT          delete orders' evidence, record, keys and tasks; write receipts
+  bucket  setup | check                   write / check the bucket's lifecycle rules
   fake-idasc --addr 127.0.0.1:8081        run the provider simulator
   demo                                    run everything in one process on embedded defaults
   api                                     run the partner HTTP API on FACESYNC_API_ADDR (keys from FACESYNC_API_KEYS_FILE)
@@ -125,6 +130,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		"demo":       m.runDemo,
 		"api":        m.runAPI,
 		"api-key":    m.runAPIKey,
+		"purge":      m.runPurge,
+		"bucket":     m.runBucket,
 	}
 	name := args[0]
 	if name == "help" || name == "-h" || name == "--help" {

@@ -2,8 +2,6 @@ package orderstore
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"strings"
@@ -17,14 +15,6 @@ import (
 // Unix ms of the note. app_id and order_no never hold ':', so a member
 // splits back without ambiguity.
 const JournalKey = "facesync:reconcile:journal"
-
-// PurgedKey is the purge marker of an order: facesync:purged: and the hex
-// SHA-256 of "{app_id}:{order_no}", so that it holds no personal
-// information.
-func PurgedKey(appID, orderNo string) string {
-	sum := sha256.Sum256([]byte(appID + ":" + orderNo))
-	return "facesync:purged:" + hex.EncodeToString(sum[:])
-}
 
 // Fields of the bookkeeping hash kept by revivals.
 const (
@@ -132,14 +122,4 @@ func (s *Store) PendingRevivals(ctx context.Context, olderThan time.Time, limit 
 		out = append(out, p)
 	}
 	return out, nil
-}
-
-// Purged reports whether the order carries a purge marker: a purged order
-// is never revived.
-func (s *Store) Purged(ctx context.Context, appID, orderNo string) (bool, error) {
-	n, err := s.rdb.Exists(ctx, PurgedKey(appID, orderNo)).Result()
-	if err != nil {
-		return false, fmt.Errorf("read purge marker: %w", err)
-	}
-	return n > 0, nil
 }

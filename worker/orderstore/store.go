@@ -7,11 +7,16 @@
 //
 // Two keys per order, both expiring with the record (FACESYNC_DECISION_TTL
 // after the decision), or that long after their first write while no record
-// exists yet:
+// exists yet, and a third once the order is purged:
 //
 //	key                                    type    holds
 //	facesync:decision:{app_id}:{order_no}  string  the decision record, JSON (the contract's public key)
 //	facesync:order:{app_id}:{order_no}     hash    the worker's bookkeeping, fields below
+//	facesync:purged:{sha256}               string  the purge marker: Unix ms of the purge, for PurgeTTL (96 h)
+//
+// The purge marker is named by the hex SHA-256 of "{app_id}:{order_no}",
+// so it outlives the order's data without holding its number (no personal
+// information); it is the only key a purge leaves behind.
 //
 // Fields of the bookkeeping hash:
 //
@@ -34,22 +39,30 @@
 // # Scripts
 //
 // Every transition is one Lua script, so no two workers can interleave
-// inside one (one mechanism: no WATCH loops, no MULTI):
+// inside one (one mechanism: no WATCH loops, no MULTI). Each one first
+// looks at the purge marker and writes nothing for a purged order: it
+// answers the error reply purgedReply, which the Go side returns as
+// ErrPurged. A task that slipped past the worker's own check (it started
+// before the purge) so leaves no trace. A new write script must take the
+// marker as a KEYS entry too.
 //
-//	script          transition                       KEYS            ARGV
-//	decideScript    Decide: first final decision wins record, state   record JSON, TTL ms, get_file
-//	sinceScript     NoteNotReady: start the clock    record, state   now ms, TTL ms
-//	rejectScript    CountRejected                    record, state   field, generation, TTL ms
-//	fileScript      NoteFile                         record, state   field, file JSON, TTL ms
-//	casScript       UpdateEvidence (compare-and-set) record          expected JSON, new JSON
-//	noteRevivalScript NoteRevival: count, journal    record, state, journal  phase, payload, member, now ms, TTL ms
-//	doneRevivalScript RevivalDone: clear the journal state, journal   phase, member
+//	script            transition                        KEYS                     ARGV
+//	decideScript      Decide: first final decision wins record, state, marker    record JSON, TTL ms, get_file
+//	sinceScript       NoteNotReady: start the clock     record, state, marker    now ms, TTL ms
+//	rejectScript      CountRejected                     record, state, marker    field, generation, TTL ms
+//	fileScript        NoteFile                          record, state, marker    field, file JSON, TTL ms
+//	casScript         UpdateEvidence (compare-and-set)  record, marker           expected JSON, new JSON
+//	noteRevivalScript NoteRevival: count, journal       record, state, journal   phase, payload, member, now ms, TTL ms
+//	doneRevivalScript RevivalDone: clear the journal    state, journal           phase, member
 //
-// Reads (Get, State) are single commands. Delete removes both keys.
+// Reads (Get, State, Purged) are single commands. MarkPurged sets the
+// marker; Delete removes the record and the bookkeeping.
 package orderstore
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -78,6 +91,18 @@ func RecordKey(appID, orderNo string) string {
 // stateKey is the Redis key of an order's bookkeeping hash.
 func stateKey(appID, orderNo string) string {
 	return "facesync:order:" + appID + ":" + orderNo
+}
+
+// PurgeTTL is how long a purged order's marker lives: longer than the
+// provider keeps a face session, so no later task can fetch it again.
+const PurgeTTL = 96 * time.Hour
+
+// PurgedKey is the Redis key of an order's purge marker: the prefix and
+// the hex SHA-256 of "{app_id}:{order_no}", so that it holds no personal
+// information.
+func PurgedKey(appID, orderNo string) string {
+	sum := sha256.Sum256([]byte(appID + ":" + orderNo))
+	return "facesync:purged:" + hex.EncodeToString(sum[:])
 }
 
 // Fields of the bookkeeping hash.
@@ -132,7 +157,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 // keepTTL is the prologue of every script that writes the bookkeeping
 // hash: it expires with the record when there is one, else TTL (ARGV[n])
 // after its first write.
-const keepTTL = `
+const keepTTL = purgedGuard + `
 local function keep(ttl)
   local r = redis.call('PTTL', KEYS[1])
   if r > 0 then
@@ -143,17 +168,33 @@ local function keep(ttl)
 end
 `
 
+// purgedReply starts the error reply of a script that found the purge
+// marker.
+const purgedReply = "FACESYNC_PURGED"
+
+// purgedGuard is the prologue of every write script: purged(k) answers
+// the purgedReply error when the marker k exists.
+const purgedGuard = `
+local function purged(k)
+  if redis.call('EXISTS', k) == 1 then return redis.error_reply('` + purgedReply + ` order was purged') end
+  return nil
+end
+`
+
 // decideScript writes the record unless one exists.
 //
 // KEYS[1] -> facesync:decision:{app}:{order}
 // KEYS[2] -> facesync:order:{app}:{order}
+// KEYS[3] -> facesync:purged:{sha256}
 // ARGV[1] -> record JSON
 // ARGV[2] -> TTL in ms
 // ARGV[3] -> get_file to remember while evidence is pending (empty: none)
 //
 // Output: {1, ARGV[1], ARGV[3]} when written; {0, stored record, the
-// remembered get_file, maybe empty} when a record existed.
-var decideScript = redis.NewScript(`
+// remembered get_file, maybe empty} when a record existed; the purgedReply
+// error when the order was purged.
+var decideScript = redis.NewScript(purgedGuard + `
+local p = purged(KEYS[3]) if p then return p end
 local cur = redis.call('GET', KEYS[1])
 if cur then return {0, cur, redis.call('HGET', KEYS[2], 'get_file') or ''} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
@@ -165,11 +206,14 @@ return {1, ARGV[1], ARGV[3]}`)
 //
 // KEYS[1] -> facesync:decision:{app}:{order}
 // KEYS[2] -> facesync:order:{app}:{order}
+// KEYS[3] -> facesync:purged:{sha256}
 // ARGV[1] -> now, Unix ms
 // ARGV[2] -> TTL in ms
 //
-// Output: the clock's start, Unix ms, as a string.
+// Output: the clock's start, Unix ms, as a string; the purgedReply error
+// when the order was purged.
 var sinceScript = redis.NewScript(keepTTL + `
+local p = purged(KEYS[3]) if p then return p end
 local v = redis.call('HGET', KEYS[2], 'since')
 if v then return v end
 redis.call('HSET', KEYS[2], 'since', ARGV[1])
@@ -180,12 +224,15 @@ return ARGV[1]`)
 //
 // KEYS[1] -> facesync:decision:{app}:{order}
 // KEYS[2] -> facesync:order:{app}:{order}
+// KEYS[3] -> facesync:purged:{sha256}
 // ARGV[1] -> field (rej:decision or rej:evidence)
 // ARGV[2] -> generation
 // ARGV[3] -> TTL in ms
 //
-// Output: how many distinct generations the phase has had refused.
+// Output: how many distinct generations the phase has had refused; the
+// purgedReply error when the order was purged.
 var rejectScript = redis.NewScript(keepTTL + `
+local p = purged(KEYS[3]) if p then return p end
 local cur = redis.call('HGET', KEYS[2], ARGV[1]) or ''
 local n, found = 0, false
 for g in string.gmatch(cur, '[^,]+') do
@@ -202,12 +249,14 @@ return n + 1`)
 //
 // KEYS[1] -> facesync:decision:{app}:{order}
 // KEYS[2] -> facesync:order:{app}:{order}
+// KEYS[3] -> facesync:purged:{sha256}
 // ARGV[1] -> field (file:photo or file:video)
 // ARGV[2] -> file JSON
 // ARGV[3] -> TTL in ms
 //
-// Output: 1.
+// Output: 1; the purgedReply error when the order was purged.
 var fileScript = redis.NewScript(keepTTL + `
+local p = purged(KEYS[3]) if p then return p end
 redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
 keep(ARGV[3])
 return 1`)
@@ -216,12 +265,15 @@ return 1`)
 // keeping its TTL.
 //
 // KEYS[1] -> facesync:decision:{app}:{order}
+// KEYS[2] -> facesync:purged:{sha256}
 // ARGV[1] -> the record as read
 // ARGV[2] -> the new record
 //
 // Output: {1} when replaced; {0, current record} when it changed since;
-// {-1} when there is no record.
-var casScript = redis.NewScript(`
+// {-1} when there is no record; the purgedReply error when the order was
+// purged.
+var casScript = redis.NewScript(purgedGuard + `
+local p = purged(KEYS[2]) if p then return p end
 local cur = redis.call('GET', KEYS[1])
 if not cur then return {-1} end
 if cur ~= ARGV[1] then return {0, cur} end
@@ -231,6 +283,37 @@ return {1}`)
 // ErrNoRecord reports a change to an order that has no decision record
 // (expired, deleted or never written).
 var ErrNoRecord = errors.New("no decision record")
+
+// ErrPurged reports a write to an order that was purged: the store wrote
+// nothing, and nothing may be fetched or stored for the order while its
+// marker lives (PurgeTTL).
+var ErrPurged = errors.New("order was purged")
+
+// scriptErr returns err, as ErrPurged when a script found the marker.
+func scriptErr(appID, orderNo string, err error) error {
+	if err != nil && strings.HasPrefix(err.Error(), purgedReply) {
+		return fmt.Errorf("%s:%s: %w", appID, orderNo, ErrPurged)
+	}
+	return err
+}
+
+// MarkPurged sets the order's purge marker for PurgeTTL (again, when it is
+// set): from then on every write to the order fails with ErrPurged.
+func (s *Store) MarkPurged(ctx context.Context, appID, orderNo string, now time.Time) error {
+	if err := s.rdb.Set(ctx, PurgedKey(appID, orderNo), now.UnixMilli(), PurgeTTL).Err(); err != nil {
+		return fmt.Errorf("set purge marker: %w", err)
+	}
+	return nil
+}
+
+// Purged reports whether the order's purge marker is set.
+func (s *Store) Purged(ctx context.Context, appID, orderNo string) (bool, error) {
+	n, err := s.rdb.Exists(ctx, PurgedKey(appID, orderNo)).Result()
+	if err != nil {
+		return false, fmt.Errorf("read purge marker: %w", err)
+	}
+	return n == 1, nil
+}
 
 // Get returns the order's record and its JSON as stored, or ErrNoRecord.
 func (s *Store) Get(ctx context.Context, appID, orderNo string) (*Record, []byte, error) {
@@ -277,10 +360,10 @@ func (s *Store) Decide(ctx context.Context, rec *Record, getFile string) (*Decid
 		getFile = ""
 	}
 	key := RecordKey(rec.AppID, rec.OrderNo)
-	v, err := decideScript.Run(ctx, s.rdb, []string{key, stateKey(rec.AppID, rec.OrderNo)},
+	v, err := decideScript.Run(ctx, s.rdb, s.keys(rec.AppID, rec.OrderNo),
 		b, s.ttl.Milliseconds(), getFile).Slice()
 	if err != nil {
-		return nil, fmt.Errorf("write decision record: %w", err)
+		return nil, fmt.Errorf("write decision record: %w", scriptErr(rec.AppID, rec.OrderNo, err))
 	}
 	if len(v) != 3 {
 		return nil, fmt.Errorf("write decision record: unexpected answer of %d items", len(v))
@@ -302,7 +385,7 @@ func (s *Store) Decide(ctx context.Context, rec *Record, getFile string) (*Decid
 func (s *Store) NoteNotReady(ctx context.Context, appID, orderNo string, now time.Time) (time.Time, error) {
 	got, err := sinceScript.Run(ctx, s.rdb, s.keys(appID, orderNo), now.UnixMilli(), s.ttl.Milliseconds()).Text()
 	if err != nil {
-		return time.Time{}, fmt.Errorf("read result wait clock: %w", err)
+		return time.Time{}, fmt.Errorf("read result wait clock: %w", scriptErr(appID, orderNo, err))
 	}
 	ms, err := strconv.ParseInt(got, 10, 64)
 	if err != nil {
@@ -320,7 +403,7 @@ func (s *Store) CountRejected(ctx context.Context, appID, orderNo, phase string,
 	}
 	n, err := rejectScript.Run(ctx, s.rdb, s.keys(appID, orderNo), fieldReject+phase, gen, s.ttl.Milliseconds()).Int()
 	if err != nil {
-		return 0, fmt.Errorf("count refused tickets: %w", err)
+		return 0, fmt.Errorf("count refused tickets: %w", scriptErr(appID, orderNo, err))
 	}
 	return n, nil
 }
@@ -333,7 +416,7 @@ func (s *Store) NoteFile(ctx context.Context, appID, orderNo string, f storage.F
 		return fmt.Errorf("encode stored evidence file: %w", err)
 	}
 	if err := fileScript.Run(ctx, s.rdb, s.keys(appID, orderNo), fieldFile+f.Kind, b, s.ttl.Milliseconds()).Err(); err != nil {
-		return fmt.Errorf("remember stored evidence file: %w", err)
+		return fmt.Errorf("remember stored evidence file: %w", scriptErr(appID, orderNo, err))
 	}
 	return nil
 }
@@ -392,6 +475,12 @@ const casTries = 20
 func (s *Store) UpdateEvidence(ctx context.Context, appID, orderNo string, fn func(*Evidence) bool) (*Record, []byte, error) {
 	key := RecordKey(appID, orderNo)
 	_, cur, err := s.Get(ctx, appID, orderNo)
+	if errors.Is(err, ErrNoRecord) {
+		// A purge deletes the record: say so rather than "no record".
+		if p, perr := s.Purged(ctx, appID, orderNo); perr == nil && p {
+			return nil, nil, fmt.Errorf("%s: %w", key, ErrPurged)
+		}
+	}
 	if err != nil {
 		return nil, nil, err
 	}
@@ -410,9 +499,9 @@ func (s *Store) UpdateEvidence(ctx context.Context, appID, orderNo string, fn fu
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode decision record: %w", err)
 		}
-		v, err := casScript.Run(ctx, s.rdb, []string{key}, cur, next).Slice()
+		v, err := casScript.Run(ctx, s.rdb, []string{key, PurgedKey(appID, orderNo)}, cur, next).Slice()
 		if err != nil {
-			return nil, nil, fmt.Errorf("update evidence of %s: %w", key, err)
+			return nil, nil, fmt.Errorf("update evidence of %s: %w", key, scriptErr(appID, orderNo, err))
 		}
 		n, _ := v[0].(int64)
 		switch {
@@ -430,7 +519,8 @@ func (s *Store) UpdateEvidence(ctx context.Context, appID, orderNo string, fn fu
 	return nil, nil, fmt.Errorf("update evidence of %s: too much contention", key)
 }
 
-// Delete removes the order's record and bookkeeping.
+// Delete removes the order's record and bookkeeping (a purge does it once
+// the marker is set; the marker stays).
 func (s *Store) Delete(ctx context.Context, appID, orderNo string) error {
 	if err := s.rdb.Del(ctx, RecordKey(appID, orderNo), stateKey(appID, orderNo)).Err(); err != nil {
 		return fmt.Errorf("delete order state: %w", err)
@@ -438,6 +528,8 @@ func (s *Store) Delete(ctx context.Context, appID, orderNo string) error {
 	return nil
 }
 
+// keys are the KEYS of the write scripts that take the record, the
+// bookkeeping and the purge marker.
 func (s *Store) keys(appID, orderNo string) []string {
-	return []string{RecordKey(appID, orderNo), stateKey(appID, orderNo)}
+	return []string{RecordKey(appID, orderNo), stateKey(appID, orderNo), PurgedKey(appID, orderNo)}
 }

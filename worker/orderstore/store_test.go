@@ -2,9 +2,12 @@ package orderstore_test
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 	"testing"
 	"time"
@@ -269,4 +272,81 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := orderstore.New(nil, orderstore.Config{}); err == nil {
 		t.Errorf("New(nil) accepted no client")
 	}
+}
+
+// TestPurgeMarker: once the marker is set, every write of the store fails
+// with ErrPurged and writes nothing, on a real Redis (the scripts' error
+// reply is Redis's, not miniredis's). The marker's key holds no order
+// number and lives 96 hours.
+func TestPurgeMarker(t *testing.T) {
+	t.Parallel()
+	db := ticketcachetest.NewDB(t)
+	s := newStore(t, db.Client, time.Hour)
+	ctx := context.Background()
+	if _, err := s.Decide(ctx, pending("A", "kept"), "1"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := orderstore.PurgedKey("TIDA0001", "ord1"), "facesync:purged:"+sha256Hex("TIDA0001:ord1"); got != want {
+		t.Errorf("PurgedKey = %q, want %q", got, want)
+	}
+	for _, order := range []string{"O", "kept"} {
+		if p, err := s.Purged(ctx, "A", order); err != nil || p {
+			t.Fatalf("Purged(%s) before MarkPurged = %v, %v", order, p, err)
+		}
+		if err := s.MarkPurged(ctx, "A", order, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		if p, err := s.Purged(ctx, "A", order); err != nil || !p {
+			t.Fatalf("Purged(%s) after MarkPurged = %v, %v", order, p, err)
+		}
+	}
+	if ttl := db.Client.TTL(ctx, orderstore.PurgedKey("A", "O")).Val(); ttl <= 95*time.Hour || ttl > 96*time.Hour {
+		t.Errorf("marker TTL = %v, want 96h", ttl)
+	}
+	writes := map[string]func(order string) error{
+		"Decide": func(o string) error { _, err := s.Decide(ctx, pending("A", o), "1"); return err },
+		"NoteNotReady": func(o string) error {
+			_, err := s.NoteNotReady(ctx, "A", o, time.Now())
+			return err
+		},
+		"CountRejected": func(o string) error {
+			_, err := s.CountRejected(ctx, "A", o, orderstore.PhaseDecision, 7)
+			return err
+		},
+		"NoteFile": func(o string) error { return s.NoteFile(ctx, "A", o, storage.File{Kind: storage.KindPhoto}) },
+		"UpdateEvidence": func(o string) error {
+			_, _, err := s.UpdateEvidence(ctx, "A", o, func(e *orderstore.Evidence) bool { e.Status = orderstore.EvidenceFailed; return true })
+			return err
+		},
+	}
+	for name, write := range writes {
+		for _, order := range []string{"O", "kept"} {
+			if err := write(order); !errors.Is(err, orderstore.ErrPurged) {
+				t.Errorf("%s(%s) after the purge marker: error %v, want ErrPurged", name, order, err)
+			}
+		}
+	}
+	// Nothing written for O; kept's record as it was before the marker.
+	keys := db.Client.Keys(ctx, "*").Val()
+	sort.Strings(keys)
+	want := []string{"facesync:decision:A:kept", "facesync:order:A:kept", orderstore.PurgedKey("A", "O"), orderstore.PurgedKey("A", "kept")}
+	sort.Strings(want)
+	if fmt.Sprint(keys) != fmt.Sprint(want) {
+		t.Errorf("keys = %v, want %v", keys, want)
+	}
+	r, _, err := s.Get(ctx, "A", "kept")
+	if err != nil || r.Evidence.Status != orderstore.EvidencePending {
+		t.Errorf("record of kept = %+v, %v, want it unchanged (pending)", r, err)
+	}
+	if err := s.Delete(ctx, "A", "kept"); err != nil {
+		t.Fatal(err)
+	}
+	if n := db.Client.Exists(ctx, "facesync:decision:A:kept", "facesync:order:A:kept").Val(); n != 0 {
+		t.Errorf("%d keys of the order left after Delete", n)
+	}
+}
+
+func sha256Hex(s string) string {
+	sum := sha256.Sum256([]byte(s))
+	return hex.EncodeToString(sum[:])
 }

@@ -28,6 +28,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 
+	"github.com/facesync/facesync/cmd/facesync/audit"
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/tracing"
@@ -730,9 +731,9 @@ func (s *Server) getEvidence(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Location", url)
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusFound)
-	s.d.Audit.Info("evidence link",
-		zap.Bool("audit", true), zap.String("action", "evidence_link"), zap.String("actor", k.ID),
-		zap.String("app_id", appID), zap.String("order_no", orderNo), zap.Strings("keys", []string{key}))
+	s.d.Audit.Info(audit.Message(audit.ActionEvidenceLink), audit.Fields(audit.Event{
+		Action: audit.ActionEvidenceLink, Actor: k.ID, AppID: appID, OrderNo: orderNo, Keys: []string{key},
+	})...)
 }
 
 // evidenceKey is the object key of one kind of an order's evidence as its
