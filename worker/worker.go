@@ -21,6 +21,7 @@ import (
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/pacing"
 )
 
 // Provider is what the worker calls of the provider client (*idasc.Client).
@@ -141,6 +142,10 @@ type Deps struct {
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer // nil: no metrics registered
 	Now        func() time.Time
+	// Pacer paces every provider sync call fleet-wide (CONTRACT.md
+	// section 2a); every pod has one on the shared Redis. nil: no pacing,
+	// each task backs off on its own (for tests and comparisons).
+	Pacer *pacing.Pacer
 }
 
 // Worker handles faceid:fetch_result and faceid:fetch_evidence tasks.
@@ -155,6 +160,7 @@ type Worker struct {
 	log      *zap.Logger
 	m        *metrics
 	now      func() time.Time
+	pacer    *pacing.Pacer
 
 	// base is the context every handler runs under (asynq's BaseContext
 	// asks for a context, not a way to make one); Shutdown cancels it once
@@ -201,6 +207,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		log:      d.Logger,
 		m:        m,
 		now:      d.Now,
+		pacer:    d.Pacer,
 	}
 	for _, a := range cfg.Apps {
 		w.apps[a] = true
@@ -336,7 +343,7 @@ func (w *Worker) finish(log *zap.Logger, t *asynq.Task, start time.Time, outcome
 	if err != nil {
 		fields = append(fields, zap.Error(err))
 		var re *retryError
-		if errors.As(err, &re) && re.kind == retryNotReady {
+		if errors.As(err, &re) && (re.kind == retryNotReady || re.kind == retryThrottled) {
 			lvl = zap.DebugLevel // waiting for the provider is normal
 		} else {
 			lvl = zap.WarnLevel

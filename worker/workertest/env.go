@@ -31,6 +31,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/pacing"
 )
 
 // The app every environment configures. The secret is the fake
@@ -47,6 +48,10 @@ type Options struct {
 	Scenarios map[string]idasctest.Scenario // by order number
 	Clock     *Clock                        // shared by the fake provider and the ticket cache; nil: real time
 	NoStart   bool                          // build the worker without starting its servers
+	// Pacing configures the worker's fleet-wide pacing (its Redis is the
+	// environment's); NoPacing leaves Deps.Pacer nil: no pacing at all.
+	Pacing   pacing.Config
+	NoPacing bool
 }
 
 // Env is one test's real parts: its own Redis database, fake provider,
@@ -60,17 +65,20 @@ type Env struct {
 	Store     *orderstore.Store
 	Tickets   *ticketcache.Cache
 	Worker    *worker.Worker
+	Pacer     *pacing.Pacer // nil with Options.NoPacing
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
 	Logs      *observer.ObservedLogs
 	Config    worker.Config
+	opts      Options
+	provider  *idasc.Client
 }
 
 // New builds an Env; everything it started stops when the test ends.
 func New(t testing.TB, o Options) *Env {
 	t.Helper()
 	srv := storagetest.StartServer(t)
-	e := &Env{DB: ticketcachetest.NewDB(t)}
+	e := &Env{DB: ticketcachetest.NewDB(t), opts: o}
 	fo := idasctest.Options{Apps: map[string]string{AppID: Secret}}
 	if o.Clock != nil {
 		fo.Now = o.Clock.Now
@@ -87,6 +95,7 @@ func New(t testing.TB, o Options) *Env {
 	}
 	e.Sink = sink
 	provider := idasc.New(e.Fake.URL)
+	e.provider = provider
 	var clock ticketcache.Clock
 	if o.Clock != nil {
 		clock = o.Clock
@@ -111,9 +120,10 @@ func New(t testing.TB, o Options) *Env {
 	if e.Store, err = orderstore.New(e.DB.Client, orderstore.Config{TTL: cfg.DecisionTTL}); err != nil {
 		t.Fatal(err)
 	}
+	e.Pacer = e.newPacer(t)
 	e.Worker, err = worker.New(cfg, worker.Deps{
 		Redis: e.DB.Client, Provider: provider, Tickets: e.Tickets, Sink: sink,
-		Logger: zap.New(core), Registerer: prometheus.NewRegistry(),
+		Logger: zap.New(core), Registerer: prometheus.NewRegistry(), Pacer: e.Pacer,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -131,6 +141,48 @@ func New(t testing.TB, o Options) *Env {
 		}
 	}
 	return e
+}
+
+// newPacer builds a Pacer on the environment's Redis, as a pod does, or
+// nil with Options.NoPacing.
+func (e *Env) newPacer(t testing.TB) *pacing.Pacer {
+	t.Helper()
+	if e.opts.NoPacing {
+		return nil
+	}
+	p, err := pacing.New(e.DB.Client, e.opts.Pacing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// AddWorker starts another worker on the environment's Redis, provider and
+// bucket, as another pod of the fleet: its own ticket cache, Pacer and
+// metrics, the environment's configuration. It stops when the test ends.
+func (e *Env) AddWorker(t testing.TB) *worker.Worker {
+	t.Helper()
+	var clock ticketcache.Clock
+	if e.opts.Clock != nil {
+		clock = e.opts.Clock
+	}
+	tickets, err := ticketcache.New(e.DB.Client, TicketOptions(e.provider, clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tickets.Close() })
+	w, err := worker.New(e.Config, worker.Deps{
+		Redis: e.DB.Client, Provider: e.provider, Tickets: tickets, Sink: e.Sink,
+		Logger: zap.NewNop(), Registerer: prometheus.NewRegistry(), Pacer: e.newPacer(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Shutdown)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return w
 }
 
 // TicketOptions are ticket-cache options that fetch from provider with
