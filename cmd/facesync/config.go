@@ -17,6 +17,7 @@ import (
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/pacing"
 )
 
 // Config is facesync's configuration from the environment (CONTRACT.md
@@ -50,6 +51,7 @@ type Config struct {
 	ResultWait          time.Duration     // FACESYNC_RESULT_WAIT
 	EvidenceWait        time.Duration     // FACESYNC_EVIDENCE_WAIT
 	MaxEvidenceBytes    int64             // FACESYNC_MAX_EVIDENCE_BYTES
+	ProviderRate        int               // FACESYNC_PROVIDER_RATE
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -93,6 +95,7 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		ResultWait:          r.duration("FACESYNC_RESULT_WAIT", worker.DefaultResultWait, time.Second),
 		EvidenceWait:        r.duration("FACESYNC_EVIDENCE_WAIT", worker.DefaultEvidenceWait, time.Second),
 		MaxEvidenceBytes:    int64(r.integer("FACESYNC_MAX_EVIDENCE_BYTES", worker.DefaultMaxEvidenceBytes, 1)),
+		ProviderRate:        r.integer("FACESYNC_PROVIDER_RATE", 0, 0),
 	}
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
 	c.Apps = r.apps(c.TicketSource == "external")
@@ -115,6 +118,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	var se *storage.ConfigError
 	if err := c.storageConfig().Validate(); errors.As(err, &se) && se.Field != "Bucket" {
 		return nil, &configError{storageVars[se.Field], se.Msg}
+	}
+	if err := c.pacingConfig().Validate(); err != nil {
+		return nil, &configError{"FACESYNC_PROVIDER_RATE", err.Error()}
 	}
 	var we *worker.ConfigError
 	if err := c.workerConfig(nil, nil).Validate(); errors.As(err, &we) {
@@ -156,6 +162,12 @@ func (c *Config) workerConfig(aopt asynq.RedisConnOpt, apps []string) worker.Con
 		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,
 		MaxEvidenceBytes: c.MaxEvidenceBytes,
 	}
+}
+
+// pacingConfig is the fleet-wide pacing's configuration (CONTRACT.md
+// section 2a): the contract's pauses, and the rate cap.
+func (c *Config) pacingConfig() pacing.Config {
+	return pacing.Config{Rate: c.ProviderRate}
 }
 
 // requireWorker checks what `facesync worker` needs beyond LoadConfig.

@@ -65,7 +65,8 @@ type Env struct {
 	Store     *orderstore.Store
 	Tickets   *ticketcache.Cache
 	Worker    *worker.Worker
-	Pacer     *pacing.Pacer // nil with Options.NoPacing
+	Pacer     *pacing.Pacer        // nil with Options.NoPacing
+	Registry  *prometheus.Registry // the worker's metrics
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
 	Logs      *observer.ObservedLogs
@@ -121,9 +122,10 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	e.Pacer = e.newPacer(t)
+	e.Registry = prometheus.NewRegistry()
 	e.Worker, err = worker.New(cfg, worker.Deps{
 		Redis: e.DB.Client, Provider: provider, Tickets: e.Tickets, Sink: sink,
-		Logger: zap.New(core), Registerer: prometheus.NewRegistry(), Pacer: e.Pacer,
+		Logger: zap.New(core), Registerer: e.Registry, Pacer: e.Pacer,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -190,6 +192,8 @@ func (e *Env) AddWorker(t testing.TB) *worker.Worker {
 func TicketOptions(provider *idasc.Client, clock ticketcache.Clock) ticketcache.Options {
 	return ticketcache.Options{
 		Clock: clock,
+		// As the binary does: a refused account or request ends the refresh.
+		Final: func(err error) bool { return idasc.IsRefused(err) || idasc.IsBadRequest(err) },
 		FetchToken: func(ctx context.Context, app string) (ticketcache.Credential, error) {
 			c, err := provider.AccessToken(ctx, app, Secret)
 			return ticketcache.Credential{Value: c.Value, ExpiresIn: c.ExpiresIn}, err
