@@ -2,6 +2,7 @@ package worker_test
 
 import (
 	"fmt"
+	"net/http"
 	"slices"
 	"strings"
 	"sync"
@@ -9,6 +10,7 @@ import (
 	"time"
 
 	"github.com/facesync/facesync/tasks"
+	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/pacing"
 	"github.com/facesync/facesync/worker/workertest"
@@ -97,19 +99,19 @@ func TestFleetPauseFigure(t *testing.T) {
 func TestRateCapFigure(t *testing.T) {
 	t.Parallel()
 	const rate, orders = 20, 80
-	b := fleet(t, workertest.Options{Pacing: pacing.Config{Rate: rate}})
+	// Call starts are taken as the workers send them, not as the fake
+	// receives them: the cap is on starts, and the way over loopback adds
+	// its own jitter.
+	rec := &startRecorder{next: http.DefaultTransport}
+	b := fleet(t, workertest.Options{Pacing: pacing.Config{Rate: rate},
+		ProviderOptions: []idasc.Option{idasc.WithHTTPClient(&http.Client{Transport: rec})}})
 	list := make([]string, orders)
 	for i := range list {
 		list[i] = fmt.Sprintf("rate-%02d", i)
 		b.Enqueue(t, list[i], tasks.GetFileNone)
 	}
 	waitAllPassed(t, b, list)
-	var starts []time.Time
-	for _, q := range b.Fake.Requests() {
-		if strings.HasSuffix(q.Path, "/sync") {
-			starts = append(starts, q.Time)
-		}
-	}
+	starts := rec.syncStarts()
 	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
 	most, j := 0, 0
 	for i := range starts {
@@ -131,4 +133,26 @@ func TestRateCapFigure(t *testing.T) {
 	if delayed == 0 {
 		t.Error("facesync_provider_rate_delayed_total is 0, want the calls over the cap counted")
 	}
+}
+
+// startRecorder records when each sync request is sent.
+type startRecorder struct {
+	next   http.RoundTripper
+	mu     sync.Mutex
+	starts []time.Time
+}
+
+func (r *startRecorder) RoundTrip(req *http.Request) (*http.Response, error) {
+	if strings.HasSuffix(req.URL.Path, "/sync") {
+		r.mu.Lock()
+		r.starts = append(r.starts, time.Now())
+		r.mu.Unlock()
+	}
+	return r.next.RoundTrip(req)
+}
+
+func (r *startRecorder) syncStarts() []time.Time {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.starts)
 }

@@ -52,6 +52,9 @@ type Options struct {
 	// environment's); NoPacing leaves Deps.Pacer nil: no pacing at all.
 	Pacing   pacing.Config
 	NoPacing bool
+	// ProviderOptions configure the provider client every worker of the
+	// environment shares, such as an HTTP client that records the calls.
+	ProviderOptions []idasc.Option
 }
 
 // Env is one test's real parts: its own Redis database, fake provider,
@@ -95,7 +98,7 @@ func New(t testing.TB, o Options) *Env {
 		t.Fatal(err)
 	}
 	e.Sink = sink
-	provider := idasc.New(e.Fake.URL)
+	provider := idasc.New(e.Fake.URL, o.ProviderOptions...)
 	e.provider = provider
 	var clock ticketcache.Clock
 	if o.Clock != nil {
