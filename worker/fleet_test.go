@@ -62,25 +62,20 @@ func waitAllPassed(t *testing.T, b *workertest.Env, orders []string) {
 func TestFleetPauseFigure(t *testing.T) {
 	t.Parallel()
 	const window, orders = 5 * time.Second, 60
-	var mu sync.Mutex
+	// One after the other, in this test's own slot: parallel subtests
+	// would queue behind the package's other parallel tests.
 	got := map[bool]int{}
-	t.Run("group", func(t *testing.T) {
-		for _, paced := range []bool{true, false} {
-			name := map[bool]string{true: "fleet-wide pause", false: "per-task backoff"}[paced]
-			t.Run(name, func(t *testing.T) {
-				t.Parallel()
-				b := fleet(t, workertest.Options{NoPacing: !paced})
-				b.Fake.Throttle(appID, time.Now().Add(window))
-				list := enqueueSpread(t, b, "fleet", orders, 2*time.Second)
-				waitAllPassed(t, b, list)
-				n := b.Fake.ThrottledCalls(appID)
-				t.Logf("%s: %d calls reached the provider during its %v throttling window (3 workers, %d orders)", name, n, window, orders)
-				mu.Lock()
-				got[paced] = n
-				mu.Unlock()
-			})
-		}
-	})
+	for _, paced := range []bool{true, false} {
+		name := map[bool]string{true: "fleet-wide pause", false: "per-task backoff"}[paced]
+		t.Run(name, func(t *testing.T) {
+			b := fleet(t, workertest.Options{NoPacing: !paced})
+			b.Fake.Throttle(appID, time.Now().Add(window))
+			list := enqueueSpread(t, b, "fleet", orders, 2*time.Second)
+			waitAllPassed(t, b, list)
+			got[paced] = b.Fake.ThrottledCalls(appID)
+			t.Logf("%s: %d calls reached the provider during its %v throttling window (3 workers, %d orders)", name, got[paced], window, orders)
+		})
+	}
 	if t.Failed() {
 		return
 	}
