@@ -134,6 +134,11 @@ type Options struct {
 	// nothing (the metrics are kept but not exported). Caches sharing a
 	// registry share the metrics.
 	Registerer prometheus.Registerer
+	// Final, when set, reports whether an error of FetchToken or
+	// FetchTicket is one no retry mends (the provider refused the app's
+	// account or the request itself): the refresh stops at once, with one
+	// log line, rather than asking again with the same token.
+	Final func(error) bool
 }
 
 // Cache hands out an app's current ticket, refreshing the pair when due.

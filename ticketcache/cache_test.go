@@ -313,6 +313,32 @@ func TestTicketRetriedWithTheSameToken(t *testing.T) {
 	}
 }
 
+// errRefusedTicket stands for the provider refusing the app's account.
+var errRefusedTicket = errors.New("provider: code 400104: refused")
+
+// TestFinalTicketErrorNotRetried: an error Options.Final calls final (the
+// provider refused the app) ends the refresh after one ticket call, and
+// says so in one log line.
+func TestFinalTicketErrorNotRetried(t *testing.T) {
+	t.Parallel()
+	core, logs := observer.New(zap.DebugLevel)
+	b := setup(t, func(o *ticketcache.Options) {
+		o.Final = func(err error) bool { return errors.Is(err, errRefusedTicket) }
+		o.Logger = zap.New(core)
+	})
+	b.prov.setTicketHook(func(context.Context, int) error { return errRefusedTicket })
+	_, err := b.cache.Get(context.Background(), app)
+	if !errors.Is(err, errRefusedTicket) {
+		t.Fatalf("Get(%q) with the ticket refused = %v, want the refusal", app, err)
+	}
+	if _, _, _, ticketCalls := b.prov.counts(); ticketCalls != 1 {
+		t.Errorf("ticket calls = %d, want 1: a refusal is not asked again", ticketCalls)
+	}
+	if n := logs.FilterMessageSnippet("ticket refresh stopped: the provider refused").Len(); n != 1 || logs.Len() != 1 {
+		t.Errorf("log lines: %v, want one saying the refresh stopped", logs.All())
+	}
+}
+
 func TestTicketFailureKeepsTheNewToken(t *testing.T) {
 	t.Parallel()
 	b := setup(t)

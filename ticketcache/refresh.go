@@ -110,7 +110,11 @@ func (c *Cache) refresh(ctx context.Context, appID string, st *appState) (Ticket
 	if err != nil {
 		c.m.failures.WithLabelValues(appID).Inc()
 		st.setFailure(c.clock.Now(), err)
-		c.log.Warn("ticket refresh failed", zap.String("app", appID), zap.String("reason", reason),
+		msg := "ticket refresh failed"
+		if c.final(err) {
+			msg = "ticket refresh stopped: the provider refused the app's request (an account or request problem, not retried)"
+		}
+		c.log.Warn(msg, zap.String("app", appID), zap.String("reason", reason),
 			zap.Bool("new_access_token", minted), zap.Duration("duration", d), zap.Error(err))
 		return Ticket{}, err
 	}
@@ -187,7 +191,7 @@ func (c *Cache) fetchTicket(ctx context.Context, appID, token string) (Credentia
 				return tk, nil
 			}
 		}
-		if attempt == ticketAttempts || ctx.Err() != nil {
+		if attempt == ticketAttempts || ctx.Err() != nil || c.final(err) {
 			return Credential{}, fmt.Errorf("fetch ticket (%d attempts with one access token): %w", attempt, err)
 		}
 		c.log.Info("ticket fetch failed; retrying with the same access token",
@@ -201,6 +205,11 @@ func (c *Cache) fetchTicket(ctx context.Context, appID, token string) (Credentia
 		}
 		backoff *= 2
 	}
+}
+
+// final reports whether err is one Options.Final says no retry mends.
+func (c *Cache) final(err error) bool {
+	return err != nil && c.opts.Final != nil && c.opts.Final(err)
 }
 
 // runWrite runs an owner-checked write script with a context that outlives

@@ -58,21 +58,34 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 
 	tk, err := w.tickets.Get(ctx, p.AppID)
 	if err != nil {
-		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, fmt.Errorf("sign ticket: %w", err)), log)
+		err = fmt.Errorf("sign ticket: %w", err)
+		if idasc.IsThrottled(err) {
+			return "throttled", throttled(err, 0)
+		}
+		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
 	}
-	begin := time.Now()
-	res, err := w.provider.Sync(ctx, idasc.SyncRequest{AppID: p.AppID, OrderNo: p.OrderNo, Ticket: tk.Value})
-	w.m.providerLatency.WithLabelValues("sync").Observe(time.Since(begin).Seconds())
-	class := idasc.ClassOf(err)
-	w.m.providerCodes.WithLabelValues("sync", answerLabel(class)).Inc()
+	var res *idasc.Result
+	err = w.paced(ctx, p.AppID, "sync", log, func() error {
+		var serr error
+		res, serr = w.provider.Sync(ctx, idasc.SyncRequest{AppID: p.AppID, OrderNo: p.OrderNo, Ticket: tk.Value})
+		return serr
+	})
+	if isThrottled(err) {
+		// Never a decision, never retries_exhausted (CONTRACT.md section 2a).
+		return "throttled", err
+	}
+	var re *retryError
+	if errors.As(err, &re) {
+		return w.retryOrGiveUp(ctx, t, p, err, log) // the pacing's Redis failed
+	}
 
 	var rec *orderstore.Record
-	switch class {
-	case idasc.ClassNone:
+	switch class := idasc.ClassOf(err); {
+	case class == idasc.ClassNone:
 		rec = recordFromResult(p.AppID, p.OrderNo, res, orderstore.StatusPassed)
-	case idasc.ClassFailed:
+	case class == idasc.ClassFailed:
 		rec = recordFromResult(p.AppID, p.OrderNo, res, orderstore.StatusFailed)
-	case idasc.ClassNotReady:
+	case class == idasc.ClassNotReady:
 		since, serr := w.store.NoteNotReady(ctx, p.AppID, p.OrderNo, w.now())
 		if serr != nil {
 			return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, serr), log)
@@ -82,7 +95,18 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 		}
 		rec = errorRecord(p.AppID, p.OrderNo, orderstore.CodeNoResult,
 			fmt.Sprintf("the provider had no result for the order after waiting %v (code %s)", w.cfg.ResultWait, idasc.CodeNotReady))
-	case idasc.ClassRejected:
+	case idasc.IsProviderNetwork(err) && res != nil:
+		// Transient, but only for the result wait since the first such
+		// answer: then the session's outcome is taken as final.
+		since, serr := w.store.NoteProviderNetwork(ctx, p.AppID, p.OrderNo, w.now())
+		if serr != nil {
+			return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, serr), log)
+		}
+		if w.now().Sub(since) < w.cfg.ResultWait {
+			return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
+		}
+		rec = recordFromResult(p.AppID, p.OrderNo, res, orderstore.StatusFailed)
+	case class == idasc.ClassRejected:
 		if rerr := w.tickets.Reject(ctx, p.AppID, tk.Generation); rerr != nil {
 			log.Warn("could not report the refused ticket", zap.Int64("generation", tk.Generation), zap.Error(rerr))
 		}
@@ -96,10 +120,20 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 		}
 		rec = errorRecord(p.AppID, p.OrderNo, orderstore.CodeProviderRejected,
 			fmt.Sprintf("the provider refused the request (code %s) with %d fresh tickets", idasc.CodeRejected, n))
-	case idasc.ClassHTTP4xx:
+	case class == idasc.ClassRefused:
+		log.Warn("the provider refused the app's account for the call", zap.Error(err))
+		rec = errorRecord(p.AppID, p.OrderNo, orderstore.CodeProviderRefused, providerCodeMsg(err))
+	case class == idasc.ClassBadRequest:
+		log.Warn("the provider refused the request's version or body", zap.Error(err))
+		rec = errorRecord(p.AppID, p.OrderNo, orderstore.CodeProviderRequest, providerCodeMsg(err))
+	case class == idasc.ClassHTTP4xx:
 		rec = errorRecord(p.AppID, p.OrderNo, orderstore.CodeProviderHTTP4xx, "the provider answered "+errorStatus(err))
 	default:
 		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
+	}
+	if rec.Status == orderstore.StatusFailed {
+		// So a partner can tell its user what to do (CONTRACT.md section 4).
+		rec.Category = idasc.Category(rec.Code)
 	}
 	return w.record(ctx, t, p, rec, log)
 }
@@ -186,6 +220,16 @@ func answerLabel(c idasc.Class) string {
 		return "failed"
 	}
 	return c.String()
+}
+
+// providerCodeMsg is the msg of a provider_refused or provider_request
+// record: "provider code {code}: {provider's msg}" (CONTRACT.md section 2).
+func providerCodeMsg(err error) string {
+	var e *idasc.Error
+	if !errors.As(err, &e) {
+		return err.Error()
+	}
+	return "provider code " + e.Code + ": " + e.Msg
 }
 
 // errorStatus describes an HTTP 4xx error without any request detail.

@@ -94,6 +94,15 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 	missing := missingKinds(p.GetFile, have)
 	if len(missing) > 0 {
 		gen, perr := w.download(ctx, p, missing, have, log)
+		var re *retryError
+		switch {
+		case isThrottled(perr):
+			// Throttled or held back by the fleet's pacing: retried, never
+			// failed for it, whatever the retry budget says.
+			return "throttled", perr
+		case errors.As(perr, &re):
+			return w.evidenceRetryOrGiveUp(ctx, t, p, rec, perr, log) // the pacing's Redis failed
+		}
 		if perr != nil {
 			// ClassInvalid comes first: an oversize file is met by the
 			// storage upload reading it, and is final all the same.
@@ -116,6 +125,14 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 				return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryRejected, perr), log)
 			case class == idasc.ClassHTTP4xx:
 				return w.finishEvidence(ctx, t, p, rec, have, orderstore.EvidenceFailed, "the provider answered "+errorStatus(perr), log)
+			case class == idasc.ClassRefused:
+				log.Warn("the provider refused the app's account for the evidence call", zap.Error(perr))
+				return w.finishEvidence(ctx, t, p, rec, have, orderstore.EvidenceFailed,
+					"the provider refused the evidence request: "+providerCodeMsg(perr), log)
+			case class == idasc.ClassBadRequest:
+				log.Warn("the provider refused the evidence request's version or body", zap.Error(perr))
+				return w.finishEvidence(ctx, t, p, rec, have, orderstore.EvidenceFailed,
+					"the provider refused the evidence request: "+providerCodeMsg(perr), log)
 			default:
 				return w.evidenceRetryOrGiveUp(ctx, t, p, rec, retry(retryTransient, perr), log)
 			}
@@ -150,36 +167,43 @@ func missingKinds(g tasks.GetFile, have map[string]storage.File) []string {
 func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []string, have map[string]storage.File, log *zap.Logger) (int64, error) {
 	tk, err := w.tickets.Get(ctx, p.AppID)
 	if err != nil {
-		return 0, fmt.Errorf("sign ticket: %w", err)
+		err = fmt.Errorf("sign ticket: %w", err)
+		if idasc.IsThrottled(err) {
+			return 0, throttled(err, 0)
+		}
+		return 0, err
 	}
 	want := make(map[string]bool, len(missing))
 	for _, k := range missing {
 		want[k] = true
 	}
-	begin := time.Now()
-	_, err = w.provider.SyncEvidence(ctx, idasc.SyncRequest{AppID: p.AppID, OrderNo: p.OrderNo, Ticket: tk.Value},
-		getFileFor(missing), w.cfg.MaxEvidenceBytes,
-		func(kind string, r io.Reader) error {
-			if !want[kind] {
-				return nil // the provider sent more than asked; the extractor skips it
-			}
-			up := time.Now()
-			f, err := w.sink.PutFile(ctx, p.AppID, p.OrderNo, kind, r)
-			if err != nil {
-				return fmt.Errorf("store evidence: %w", err)
-			}
-			w.m.uploadDuration.WithLabelValues(kind).Observe(time.Since(up).Seconds())
-			w.m.evidenceBytes.WithLabelValues(kind).Add(float64(f.Size))
-			if err := w.store.NoteFile(ctx, p.AppID, p.OrderNo, f); err != nil {
-				return fmt.Errorf("store evidence: %w", err)
-			}
-			have[kind] = f
-			log.Info("evidence file stored", zap.String("kind", kind), zap.String("key", f.Key), zap.Int64("size", f.Size))
-			return nil
-		})
-	w.m.providerLatency.WithLabelValues("sync_evidence").Observe(time.Since(begin).Seconds())
+	err = w.paced(ctx, p.AppID, "sync_evidence", log, func() error {
+		_, serr := w.provider.SyncEvidence(ctx, idasc.SyncRequest{AppID: p.AppID, OrderNo: p.OrderNo, Ticket: tk.Value},
+			getFileFor(missing), w.cfg.MaxEvidenceBytes,
+			func(kind string, r io.Reader) error {
+				if !want[kind] {
+					return nil // the provider sent more than asked; the extractor skips it
+				}
+				up := time.Now()
+				f, err := w.sink.PutFile(ctx, p.AppID, p.OrderNo, kind, r)
+				if err != nil {
+					return fmt.Errorf("store evidence: %w", err)
+				}
+				w.m.uploadDuration.WithLabelValues(kind).Observe(time.Since(up).Seconds())
+				w.m.evidenceBytes.WithLabelValues(kind).Add(float64(f.Size))
+				if err := w.store.NoteFile(ctx, p.AppID, p.OrderNo, f); err != nil {
+					return fmt.Errorf("store evidence: %w", err)
+				}
+				have[kind] = f
+				log.Info("evidence file stored", zap.String("kind", kind), zap.String("key", f.Key), zap.Int64("size", f.Size))
+				return nil
+			})
+		return serr
+	})
+	if isThrottled(err) {
+		return tk.Generation, err
+	}
 	class := idasc.ClassOf(err)
-	w.m.providerCodes.WithLabelValues("sync_evidence", answerLabel(class)).Inc()
 	switch class {
 	case idasc.ClassNone, idasc.ClassFailed:
 		// A definitive non-zero code still carries evidence: auditors need both.

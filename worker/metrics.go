@@ -15,6 +15,8 @@ type metrics struct {
 	decisionAge     prometheus.Histogram
 	taskErrors      *prometheus.CounterVec
 	revivals        *prometheus.CounterVec
+	pauseSeconds    *prometheus.CounterVec
+	rateDelayed     *prometheus.CounterVec
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -31,7 +33,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Buckets: prometheus.DefBuckets,
 		}, []string{"call"}),
 		providerCodes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "facesync_provider_answers_total", Help: "Provider sync answers, by call and class (passed, failed, not_ready, rejected, transient, http_4xx, invalid).",
+			Name: "facesync_provider_answers_total", Help: "Provider sync answers, by call and class (passed, failed, not_ready, rejected, throttled, refused, bad_request, transient, http_4xx, invalid).",
 		}, []string{"call", "class"}),
 		evidenceBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "facesync_evidence_bytes_total", Help: "Decoded evidence bytes stored, by kind.",
@@ -50,12 +52,18 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		revivals: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "facesync_revivals_total", Help: "Archived tasks the reconciler ran again (revived), ended with the order's terminal state (terminal) or failed on (error), by type.",
 		}, []string{"type", "outcome"}),
+		pauseSeconds: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "facesync_provider_pause_seconds_total", Help: "Seconds this pod's tasks waited on the app's fleet-wide pause (or on its probe's answer).",
+		}, []string{"app"}),
+		rateDelayed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "facesync_provider_rate_delayed_total", Help: "Provider calls of this pod delayed by the app's fleet-wide rate cap (FACESYNC_PROVIDER_RATE).",
+		}, []string{"app"}),
 	}
 	if reg == nil {
 		return m, nil
 	}
 	for _, c := range []prometheus.Collector{m.tasks, m.taskDuration, m.providerLatency, m.providerCodes,
-		m.evidenceBytes, m.uploadDuration, m.decisionAge, m.taskErrors, m.revivals} {
+		m.evidenceBytes, m.uploadDuration, m.decisionAge, m.taskErrors, m.revivals, m.pauseSeconds, m.rateDelayed} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

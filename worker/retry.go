@@ -16,18 +16,32 @@ const (
 	retryTransient retryKind = iota // network, provider 5xx, Redis or S3 trouble: capped exponential backoff
 	retryNotReady                   // no result or evidence yet: gentler backoff, bounded by the worker's own wait
 	retryRejected                   // the ticket was refused: a fresh one is on its way, retry soon
+	retryThrottled                  // the provider said the app calls too fast, or the fleet's pacing made the call wait: no failure
 )
 
 // retryError asks asynq for another attempt; the kind picks the delay.
 type retryError struct {
-	kind retryKind
-	err  error
+	kind  retryKind
+	err   error
+	after time.Duration // at least this long before the next attempt (retryThrottled: the pause left)
 }
 
 func (e *retryError) Error() string { return e.err.Error() }
 func (e *retryError) Unwrap() error { return e.err }
 
 func retry(kind retryKind, err error) error { return &retryError{kind: kind, err: err} }
+
+// throttled asks for another attempt no sooner than after (at least
+// throttledDelay), spending nothing of the task's retry budget.
+func throttled(err error, after time.Duration) error {
+	return &retryError{kind: retryThrottled, err: err, after: after}
+}
+
+// isThrottled reports whether err is a throttled or paused attempt's.
+func isThrottled(err error) bool {
+	var re *retryError
+	return errors.As(err, &re) && re.kind == retryThrottled
+}
 
 // Backoff bounds.
 const (
@@ -36,7 +50,10 @@ const (
 	notReadyBase  = time.Second
 	notReadyCap   = 30 * time.Second
 	rejectedDelay = time.Second
-	promptDelay   = time.Second // after a crash or a shutdown: the task did nothing wrong
+	// throttledDelay is the shortest wait after a throttled or paused
+	// attempt: the fleet's first pause is 1 s.
+	throttledDelay = time.Second
+	promptDelay    = time.Second // after a crash or a shutdown: the task did nothing wrong
 )
 
 // RetryDelay is the asynq RetryDelayFunc: it knows the worker's error
@@ -48,6 +65,12 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	switch {
 	case errors.Is(err, asynq.ErrLeaseExpired), errors.Is(err, context.Canceled):
 		return promptDelay
+	case errors.As(err, &re) && re.kind == retryThrottled:
+		// asynq does not count these attempts, so n does not grow: the
+		// pause left sets the delay, spread so that the app's waiting
+		// tasks do not all come back in the same instant.
+		d := max(re.after, throttledDelay)
+		return d + rand.N(d/2+1)
 	case errors.As(err, &re) && re.kind == retryRejected:
 		// Soon: the fleet replaces a refused ticket at once. Backing off
 		// still, for a partner's refresher (external tickets) that is slow.
@@ -70,9 +93,11 @@ func backoff(n int, base, max time.Duration) time.Duration {
 }
 
 // IsFailure tells asynq which errors spend the task's retry budget: a
-// cancellation by shutdown does not.
+// cancellation by shutdown does not, nor an attempt the provider
+// throttled or the fleet's pacing held back (CONTRACT.md section 2a): such
+// an attempt is retried however often it comes, and never archived.
 func IsFailure(err error) bool {
-	return !errors.Is(err, context.Canceled)
+	return !errors.Is(err, context.Canceled) && !isThrottled(err)
 }
 
 // lastAttempt reports whether asynq will archive the task if this attempt

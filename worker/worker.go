@@ -23,6 +23,7 @@ import (
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/pacing"
 	"github.com/facesync/facesync/worker/tracing"
 )
 
@@ -162,6 +163,10 @@ type Deps struct {
 	// Tracer gives every task attempt a span continuing the trace of the
 	// task's headers (package tracing); nil: no spans.
 	Tracer trace.TracerProvider
+	// Pacer paces every provider sync call fleet-wide (CONTRACT.md
+	// section 2a); every pod has one on the shared Redis. nil: no pacing,
+	// each task backs off on its own (for tests and comparisons).
+	Pacer *pacing.Pacer
 }
 
 // Worker handles faceid:fetch_result and faceid:fetch_evidence tasks.
@@ -177,6 +182,7 @@ type Worker struct {
 	m        *metrics
 	now      func() time.Time
 	tracer   trace.TracerProvider
+	pacer    *pacing.Pacer
 
 	// base is the context every handler runs under (asynq's BaseContext
 	// asks for a context, not a way to make one); Shutdown cancels it once
@@ -225,6 +231,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		m:        m,
 		now:      d.Now,
 		tracer:   d.Tracer,
+		pacer:    d.Pacer,
 	}
 	for _, a := range cfg.Apps {
 		w.apps[a] = true
@@ -397,7 +404,7 @@ func (w *Worker) finish(log *zap.Logger, t *asynq.Task, start time.Time, outcome
 	if err != nil {
 		fields = append(fields, zap.Error(err))
 		var re *retryError
-		if errors.As(err, &re) && re.kind == retryNotReady {
+		if errors.As(err, &re) && (re.kind == retryNotReady || re.kind == retryThrottled) {
 			lvl = zap.DebugLevel // waiting for the provider is normal
 		} else {
 			lvl = zap.WarnLevel

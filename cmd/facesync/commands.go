@@ -28,6 +28,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/pacing"
 	"github.com/facesync/facesync/worker/queuemetrics"
 	"github.com/facesync/facesync/worker/tracing"
 )
@@ -129,7 +130,11 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 		defer stopMaintain()
 		go tickets.Maintain(mctx, apps, 30*time.Second)
 	}
-	w, err := worker.New(c.workerConfig(aopt, apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg, Tracer: tp})
+	pacer, err := pacing.New(rdb, c.pacingConfig())
+	if err != nil {
+		return usageErr("%v", &configError{"FACESYNC_PROVIDER_RATE", err.Error()})
+	}
+	w, err := worker.New(c.workerConfig(aopt, apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg, Tracer: tp, Pacer: pacer})
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -152,7 +157,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	m.markReady()
 	log.Info("worker started", zap.String("http_addr", ln.Addr().String()), zap.Int("apps", len(apps)),
 		zap.Int("concurrency", c.Concurrency), zap.Int("evidence_concurrency", c.EvidenceConcurrency),
-		zap.String("ticket_source", c.TicketSource))
+		zap.String("ticket_source", c.TicketSource), zap.Int("provider_rate", c.ProviderRate))
 
 	<-ctx.Done()
 	log.Info("shutting down", zap.Duration("timeout", c.ShutdownTimeout))
@@ -168,7 +173,7 @@ func newTicketCache(rdb redis.UniversalClient, c *Config, p *idasc.Client, log *
 	if err != nil {
 		return nil, &configError{"FACESYNC_TICKET_SOURCE", err.Error()}
 	}
-	opts := ticketcache.Options{Source: src, MaxAge: c.TicketMaxAge, Logger: log, Registerer: reg}
+	opts := ticketcache.Options{Source: src, MaxAge: c.TicketMaxAge, Logger: log, Registerer: reg, Final: finalProviderError}
 	if src == ticketcache.Own {
 		opts.FetchToken = func(ctx context.Context, appID string) (ticketcache.Credential, error) {
 			secret, ok := c.Apps[appID]
@@ -185,6 +190,11 @@ func newTicketCache(rdb redis.UniversalClient, c *Config, p *idasc.Client, log *
 	}
 	return ticketcache.New(rdb, opts)
 }
+
+// finalProviderError tells the ticket cache which provider answers no
+// retry mends (CONTRACT.md section 2): the app's account refused, or the
+// request itself; throttled and transient answers are retried.
+func finalProviderError(err error) bool { return idasc.IsRefused(err) || idasc.IsBadRequest(err) }
 
 // opsHandler serves /metrics, /healthz and /readyz.
 func opsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, sink storage.Sink) http.Handler {

@@ -17,6 +17,7 @@ import (
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/pacing"
 )
 
 // Config is facesync's configuration from the environment (CONTRACT.md
@@ -58,6 +59,7 @@ type Config struct {
 	EvidenceRetention   int               // FACESYNC_EVIDENCE_RETENTION, days; 0 kept until purged
 	S3ReceiptPrefix     string            // FACESYNC_S3_RECEIPT_PREFIX
 	S3MultipartCleanup  string            // FACESYNC_S3_MULTIPART_CLEANUP
+	ProviderRate        int               // FACESYNC_PROVIDER_RATE
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -108,6 +110,7 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		EvidenceRetention:   r.integer("FACESYNC_EVIDENCE_RETENTION", 0, 0),
 		S3ReceiptPrefix:     r.str("FACESYNC_S3_RECEIPT_PREFIX", storage.DefaultReceiptPrefix),
 		S3MultipartCleanup:  r.oneOf("FACESYNC_S3_MULTIPART_CLEANUP", storage.MultipartCleanupRule, storage.MultipartCleanupRule, storage.MultipartCleanupServer),
+		ProviderRate:        r.integer("FACESYNC_PROVIDER_RATE", 0, 0),
 	}
 	c.S3PublicEndpoint = r.str("FACESYNC_S3_PUBLIC_ENDPOINT", c.S3Endpoint)
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
@@ -131,6 +134,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	var se *storage.ConfigError
 	if err := c.storageConfig().Validate(); errors.As(err, &se) && se.Field != "Bucket" {
 		return nil, &configError{storageVars[se.Field], se.Msg}
+	}
+	if err := c.pacingConfig().Validate(); err != nil {
+		return nil, &configError{"FACESYNC_PROVIDER_RATE", err.Error()}
 	}
 	var we *worker.ConfigError
 	if err := c.workerConfig(nil, nil).Validate(); errors.As(err, &we) {
@@ -185,6 +191,12 @@ func (c *Config) requireAPI() error {
 		return &configError{"FACESYNC_API_KEYS_FILE", "required: the API keys file (facesync api-key new prints its lines)"}
 	}
 	return c.requireBucket()
+}
+
+// pacingConfig is the fleet-wide pacing's configuration (CONTRACT.md
+// section 2a): the contract's pauses, and the rate cap.
+func (c *Config) pacingConfig() pacing.Config {
+	return pacing.Config{Rate: c.ProviderRate}
 }
 
 // requireWorker checks what `facesync worker` needs beyond LoadConfig.

@@ -344,6 +344,9 @@ func TestExitCodes(t *testing.T) {
 		{"bad prefix", map[string]string{"FACESYNC_S3_PREFIX": "evidence"}, []string{"worker"}, 2, "FACESYNC_S3_PREFIX"},
 		{"zero wait", map[string]string{"FACESYNC_EVIDENCE_WAIT": "0s"}, []string{"worker"}, 2, "FACESYNC_EVIDENCE_WAIT"},
 		{"bad log level", map[string]string{"FACESYNC_LOG_LEVEL": "loud"}, []string{"worker"}, 2, "FACESYNC_LOG_LEVEL"},
+		{"rate not a whole number", map[string]string{"FACESYNC_PROVIDER_RATE": "20/s"}, []string{"worker"}, 2, "FACESYNC_PROVIDER_RATE: \"20/s\" is not a whole number"},
+		{"negative rate", map[string]string{"FACESYNC_PROVIDER_RATE": "-1"}, []string{"worker"}, 2, "FACESYNC_PROVIDER_RATE"},
+		{"rate too high", map[string]string{"FACESYNC_PROVIDER_RATE": "2000000"}, []string{"worker"}, 2, "FACESYNC_PROVIDER_RATE: pacing: rate 2000000"},
 		{"worker with redis down", map[string]string{"FACESYNC_REDIS_URL": "redis://127.0.0.1:1/0"}, []string{"worker"}, 2, "redis unreachable"},
 		{"worker with bucket missing", map[string]string{"FACESYNC_S3_BUCKET": "no-such-bucket"}, []string{"worker"}, 2, "evidence bucket unreachable"},
 	}

@@ -22,6 +22,7 @@
 //
 //	field         value
 //	since         Unix ms of the first "no result yet" answer (the result-wait clock)
+//	net_since     Unix ms of the first 66660021 answer (its own result-wait clock)
 //	rej:decision  comma-separated ticket generations the provider refused for the decision call
 //	rej:evidence  the same for the evidence call
 //	get_file      get_file of the order that wrote the record, while evidence is pending
@@ -46,14 +47,14 @@
 // before the purge) so leaves no trace. A new write script must take the
 // marker as a KEYS entry too.
 //
-//	script            transition                        KEYS                     ARGV
-//	decideScript      Decide: first final decision wins record, state, marker    record JSON, TTL ms, get_file
-//	sinceScript       NoteNotReady: start the clock     record, state, marker    now ms, TTL ms
-//	rejectScript      CountRejected                     record, state, marker    field, generation, TTL ms
-//	fileScript        NoteFile                          record, state, marker    field, file JSON, TTL ms
-//	casScript         UpdateEvidence (compare-and-set)  record, marker           expected JSON, new JSON
-//	noteRevivalScript NoteRevival: count, journal       record, state, journal   phase, payload, member, now ms, TTL ms
-//	doneRevivalScript RevivalDone: clear the journal    state, journal           phase, member
+//	script            transition                                  KEYS                     ARGV
+//	decideScript      Decide: first final decision wins           record, state, marker    record JSON, TTL ms, get_file
+//	sinceScript       NoteNotReady, NoteProviderNetwork: a clock  record, state, marker    now ms, TTL ms, field
+//	rejectScript      CountRejected                               record, state, marker    field, generation, TTL ms
+//	fileScript        NoteFile                                    record, state, marker    field, file JSON, TTL ms
+//	casScript         UpdateEvidence (compare-and-set)            record, marker           expected JSON, new JSON
+//	noteRevivalScript NoteRevival: count, journal                 record, state, journal   phase, payload, member, now ms, TTL ms
+//	doneRevivalScript RevivalDone: clear the journal              state, journal           phase, member
 //
 // Reads (Get, State, Purged) are single commands. MarkPurged sets the
 // marker; Delete removes the record and the bookkeeping.
@@ -107,10 +108,11 @@ func PurgedKey(appID, orderNo string) string {
 
 // Fields of the bookkeeping hash.
 const (
-	fieldSince   = "since"
-	fieldGetFile = "get_file"
-	fieldFile    = "file:" // + kind
-	fieldReject  = "rej:"  // + phase
+	fieldSince    = "since"
+	fieldNetSince = "net_since"
+	fieldGetFile  = "get_file"
+	fieldFile     = "file:" // + kind
+	fieldReject   = "rej:"  // + phase
 )
 
 // Phases of an order whose refused tickets are counted apart.
@@ -202,21 +204,22 @@ if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'get_file', ARGV[3]) end
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return {1, ARGV[1], ARGV[3]}`)
 
-// sinceScript starts the result-wait clock unless it runs.
+// sinceScript starts a result-wait clock unless it runs.
 //
 // KEYS[1] -> facesync:decision:{app}:{order}
 // KEYS[2] -> facesync:order:{app}:{order}
 // KEYS[3] -> facesync:purged:{sha256}
 // ARGV[1] -> now, Unix ms
 // ARGV[2] -> TTL in ms
+// ARGV[3] -> field of the clock (since or net_since)
 //
 // Output: the clock's start, Unix ms, as a string; the purgedReply error
 // when the order was purged.
 var sinceScript = redis.NewScript(keepTTL + `
 local p = purged(KEYS[3]) if p then return p end
-local v = redis.call('HGET', KEYS[2], 'since')
+local v = redis.call('HGET', KEYS[2], ARGV[3])
 if v then return v end
-redis.call('HSET', KEYS[2], 'since', ARGV[1])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
 keep(ARGV[2])
 return ARGV[1]`)
 
@@ -383,7 +386,19 @@ func (s *Store) Decide(ctx context.Context, rec *Record, getFile string) (*Decid
 // NoteNotReady starts the order's result-wait clock at now unless it runs,
 // and returns when it started.
 func (s *Store) NoteNotReady(ctx context.Context, appID, orderNo string, now time.Time) (time.Time, error) {
-	got, err := sinceScript.Run(ctx, s.rdb, s.keys(appID, orderNo), now.UnixMilli(), s.ttl.Milliseconds()).Text()
+	return s.startClock(ctx, appID, orderNo, fieldSince, now)
+}
+
+// NoteProviderNetwork starts the order's clock of 66660021 answers
+// (network trouble on the provider's side) at now unless it runs, and
+// returns when it started. It is apart from NoteNotReady's: each answer
+// is retried for the result wait since its own first arrival.
+func (s *Store) NoteProviderNetwork(ctx context.Context, appID, orderNo string, now time.Time) (time.Time, error) {
+	return s.startClock(ctx, appID, orderNo, fieldNetSince, now)
+}
+
+func (s *Store) startClock(ctx context.Context, appID, orderNo, field string, now time.Time) (time.Time, error) {
+	got, err := sinceScript.Run(ctx, s.rdb, s.keys(appID, orderNo), now.UnixMilli(), s.ttl.Milliseconds(), field).Text()
 	if err != nil {
 		return time.Time{}, fmt.Errorf("read result wait clock: %w", scriptErr(appID, orderNo, err))
 	}
@@ -424,6 +439,7 @@ func (s *Store) NoteFile(ctx context.Context, appID, orderNo string, f storage.F
 // State is an order's bookkeeping.
 type State struct {
 	Since    time.Time               // start of the result-wait clock; zero when not running
+	NetSince time.Time               // start of the 66660021 clock; zero when not running
 	GetFile  string                  // get_file remembered by Decide
 	Files    map[string]storage.File // stored evidence files by kind
 	Rejected map[string]int          // distinct refused ticket generations by phase
@@ -443,6 +459,10 @@ func (s *Store) State(ctx context.Context, appID, orderNo string) (*State, error
 		case k == fieldSince:
 			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
 				st.Since = time.UnixMilli(ms)
+			}
+		case k == fieldNetSince:
+			if ms, err := strconv.ParseInt(v, 10, 64); err == nil {
+				st.NetSince = time.UnixMilli(ms)
 			}
 		case k == fieldGetFile:
 			st.GetFile = v

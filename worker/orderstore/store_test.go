@@ -137,8 +137,20 @@ func TestResultWaitClockStartsOnce(t *testing.T) {
 		t.Fatalf("NoteNotReady later = %v, %v, want the first time %v", got, err, t0)
 	}
 	st, err := s.State(context.Background(), "A", "O")
-	if err != nil || !st.Since.Equal(t0) {
-		t.Errorf("State().Since = %v, %v, want %v", st.Since, err, t0)
+	if err != nil || !st.Since.Equal(t0) || !st.NetSince.IsZero() {
+		t.Errorf("State() = %+v, %v, want Since %v and no 66660021 clock", st, err, t0)
+	}
+	// The 66660021 clock is the order's second, started on its own.
+	t1 := t0.Add(2 * time.Minute)
+	for _, at := range []time.Time{t1, t1.Add(time.Minute)} {
+		got, err = s.NoteProviderNetwork(context.Background(), "A", "O", at)
+		if err != nil || !got.Equal(t1) {
+			t.Fatalf("NoteProviderNetwork(%v) = %v, %v, want the first time %v", at, got, err, t1)
+		}
+	}
+	st, err = s.State(context.Background(), "A", "O")
+	if err != nil || !st.Since.Equal(t0) || !st.NetSince.Equal(t1) {
+		t.Errorf("State() = %+v, %v, want Since %v and NetSince %v", st, err, t0, t1)
 	}
 }
 

@@ -33,6 +33,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/pacing"
 	"github.com/facesync/facesync/worker/tracing"
 )
 
@@ -57,6 +58,13 @@ type Options struct {
 	// Tracer traces the worker as `facesync worker` does with OTEL_* set:
 	// task attempts, provider calls, uploads and Redis scripts.
 	Tracer trace.TracerProvider
+	// Pacing configures the worker's fleet-wide pacing (its Redis is the
+	// environment's); NoPacing leaves Deps.Pacer nil: no pacing at all.
+	Pacing   pacing.Config
+	NoPacing bool
+	// ProviderOptions configure the provider client every worker of the
+	// environment shares, such as an HTTP client that records the calls.
+	ProviderOptions []idasc.Option
 }
 
 // Env is one test's real parts: its own Redis database, fake provider,
@@ -71,16 +79,20 @@ type Env struct {
 	Store     *orderstore.Store
 	Tickets   *ticketcache.Cache
 	Worker    *worker.Worker
+	Pacer     *pacing.Pacer        // nil with Options.NoPacing
+	Registry  *prometheus.Registry // the worker's metrics
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
 	Logs      *observer.ObservedLogs
 	Config    worker.Config
+	opts      Options
+	provider  *idasc.Client
 }
 
 // New builds an Env; everything it started stops when the test ends.
 func New(t testing.TB, o Options) *Env {
 	t.Helper()
-	e := &Env{DB: ticketcachetest.NewDB(t)}
+	e := &Env{DB: ticketcachetest.NewDB(t), opts: o}
 	fo := idasctest.Options{Apps: map[string]string{AppID: Secret}}
 	if o.Clock != nil {
 		fo.Now = o.Clock.Now
@@ -103,13 +115,14 @@ func New(t testing.TB, o Options) *Env {
 		}
 		e.Sink = e.Memory
 	}
-	var popts []idasc.Option
+	popts := o.ProviderOptions
 	if o.Tracer != nil {
 		e.DB.Client.AddHook(tracing.RedisHook(o.Tracer))
 		e.Sink = tracing.Sink(e.Sink, o.Tracer)
 		popts = append(popts, idasc.WithRoundTripper(func(rt http.RoundTripper) http.RoundTripper { return tracing.Transport(rt, o.Tracer) }))
 	}
 	provider := idasc.New(e.Fake.URL, popts...)
+	e.provider = provider
 	var clock ticketcache.Clock
 	if o.Clock != nil {
 		clock = o.Clock
@@ -134,9 +147,11 @@ func New(t testing.TB, o Options) *Env {
 	if e.Store, err = orderstore.New(e.DB.Client, orderstore.Config{TTL: cfg.DecisionTTL}); err != nil {
 		t.Fatal(err)
 	}
+	e.Pacer = e.newPacer(t)
+	e.Registry = prometheus.NewRegistry()
 	e.Worker, err = worker.New(cfg, worker.Deps{
 		Redis: e.DB.Client, Provider: provider, Tickets: e.Tickets, Sink: e.Sink,
-		Logger: zap.New(core), Registerer: prometheus.NewRegistry(), Tracer: o.Tracer,
+		Logger: zap.New(core), Registerer: e.Registry, Pacer: e.Pacer, Tracer: o.Tracer,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -156,11 +171,55 @@ func New(t testing.TB, o Options) *Env {
 	return e
 }
 
+// newPacer builds a Pacer on the environment's Redis, as a pod does, or
+// nil with Options.NoPacing.
+func (e *Env) newPacer(t testing.TB) *pacing.Pacer {
+	t.Helper()
+	if e.opts.NoPacing {
+		return nil
+	}
+	p, err := pacing.New(e.DB.Client, e.opts.Pacing)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// AddWorker starts another worker on the environment's Redis, provider and
+// bucket, as another pod of the fleet: its own ticket cache, Pacer and
+// metrics, the environment's configuration. It stops when the test ends.
+func (e *Env) AddWorker(t testing.TB) *worker.Worker {
+	t.Helper()
+	var clock ticketcache.Clock
+	if e.opts.Clock != nil {
+		clock = e.opts.Clock
+	}
+	tickets, err := ticketcache.New(e.DB.Client, TicketOptions(e.provider, clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = tickets.Close() })
+	w, err := worker.New(e.Config, worker.Deps{
+		Redis: e.DB.Client, Provider: e.provider, Tickets: tickets, Sink: e.Sink,
+		Logger: zap.NewNop(), Registerer: prometheus.NewRegistry(), Pacer: e.newPacer(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(w.Shutdown)
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	return w
+}
+
 // TicketOptions are ticket-cache options that fetch from provider with
 // the environment's app secret; clock may be nil.
 func TicketOptions(provider *idasc.Client, clock ticketcache.Clock) ticketcache.Options {
 	return ticketcache.Options{
 		Clock: clock,
+		// As the binary does: a refused account or request ends the refresh.
+		Final: func(err error) bool { return idasc.IsRefused(err) || idasc.IsBadRequest(err) },
 		FetchToken: func(ctx context.Context, app string) (ticketcache.Credential, error) {
 			c, err := provider.AccessToken(ctx, app, Secret)
 			return ticketcache.Credential{Value: c.Value, ExpiresIn: c.ExpiresIn}, err
