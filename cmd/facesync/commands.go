@@ -28,6 +28,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/queuemetrics"
+	"github.com/facesync/facesync/worker/redisconn"
 )
 
 func (m *Main) flags(name string) *flag.FlagSet {
@@ -77,11 +78,11 @@ func (m *Main) runWorker(ctx context.Context, args []string) error {
 // serveWorker wires and runs the worker; demo passes the provider's HTTP
 // client and the S3 sink it built.
 func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink storage.Sink) error {
-	rdb, aopt, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
+	defer rdb.Close() // after the worker's shutdown (defers run last first): asynq shares it
 	routeLibraryLogs(log)
 	if sink == nil {
 		s3sink, err := newSink(ctx, c)
@@ -115,7 +116,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 		defer stopMaintain()
 		go tickets.Maintain(mctx, apps, 30*time.Second)
 	}
-	w, err := worker.New(c.workerConfig(aopt, apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg})
+	w, err := worker.New(c.workerConfig(apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg})
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -155,6 +156,15 @@ func newTicketCache(rdb redis.UniversalClient, c *Config, p *idasc.Client, log *
 		return nil, &configError{"FACESYNC_TICKET_SOURCE", err.Error()}
 	}
 	opts := ticketcache.Options{Source: src, MaxAge: c.TicketMaxAge, Logger: log, Registerer: reg}
+	if c.redis.Sentinel() {
+		// A refresh lock must be on a replica before anything is minted,
+		// so that a failover cannot hand it to a second pod.
+		if cn, ok := rdb.(redisconn.Conner); ok {
+			opts.ConfirmFunc = func(ctx context.Context, keys ...string) error {
+				return redisconn.WaitReplica(ctx, cn, time.Second, keys...)
+			}
+		}
+	}
 	if src == ticketcache.Own {
 		opts.FetchToken = func(ctx context.Context, appID string) (ticketcache.Credential, error) {
 			secret, ok := c.Apps[appID]
@@ -182,8 +192,10 @@ func opsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, sink storag
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+		// A writable master, not just an answer: during a failover the
+		// old master or a replica answers but refuses writes.
+		if err := redisconn.Ready(ctx, rdb); err != nil {
+			http.Error(w, "redis: no writable master", http.StatusServiceUnavailable)
 			return
 		}
 		if err := sink.Ping(ctx); err != nil {
@@ -245,16 +257,16 @@ func (m *Main) runEnqueue(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, aopt, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	client := asynq.NewClient(aopt)
-	defer client.Close()
+	// Shares rdb, which the defer above closes.
+	client := asynq.NewClientFromRedisClient(rdb)
 	var queued, dups int
 	for _, p := range orders {
-		dup, err := tasks.Enqueue(ctx, client, p)
+		dup, err := enqueueConfirmed(ctx, client, rdb, c.redis.Sentinel(), p)
 		if err != nil {
 			return infraErr(fmt.Errorf("%s:%s: %v (%d enqueued before it)", p.AppID, p.OrderNo, err, queued+dups))
 		}
@@ -273,6 +285,34 @@ func (m *Main) runEnqueue(ctx context.Context, args []string) error {
 		return usageErr("%d bad lines in %s (reported above; the other orders were enqueued)", bad, *file)
 	}
 	return nil
+}
+
+// enqueueAttempts bounds how often an order is enqueued again after a
+// failover lost it.
+const enqueueAttempts = 3
+
+// enqueueConfirmed enqueues p; in Sentinel mode it returns only once a
+// replica holds the task (WAIT 1), since a master lost before replicating
+// takes an acknowledged enqueue with it. A task that is not on the current
+// master (lost that way) is enqueued again, a few times. An error means the
+// order is not confirmed: not replicated in time, or Redis failing over.
+func enqueueConfirmed(ctx context.Context, client tasks.Enqueuer, rdb redisconn.Conner, sentinel bool, p tasks.FetchResult) (dup bool, err error) {
+	for attempt := 1; ; attempt++ {
+		dup, err = tasks.Enqueue(ctx, client, p)
+		if err != nil || !sentinel {
+			return dup, err
+		}
+		err = redisconn.WaitReplica(ctx, rdb, time.Second, redisconn.TaskKey(tasks.QueueResult, tasks.TaskID(p.AppID, p.OrderNo)))
+		switch {
+		case err == nil:
+			return dup, nil
+		case errors.Is(err, redisconn.ErrLost) && attempt < enqueueAttempts:
+			continue
+		case errors.Is(err, redisconn.ErrLost):
+			return dup, fmt.Errorf("lost in a Redis failover %d times, not enqueued: %w", attempt, err)
+		}
+		return dup, fmt.Errorf("not confirmed by a Redis replica (failing over?), so not reported as enqueued: %w", err)
+	}
 }
 
 // readOrders reads app_id,order_no[,get_file] lines, reporting each bad
@@ -323,7 +363,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, _, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return err
 	}

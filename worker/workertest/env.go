@@ -99,7 +99,6 @@ func New(t testing.TB, o Options) *Env {
 	e.Logs = logs
 	ropt := asynq.RedisClientOpt{Addr: e.DB.Addr, DB: e.DB.DB}
 	cfg := o.Config
-	cfg.Redis = ropt
 	cfg.Apps = []string{AppID}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 10
