@@ -144,6 +144,10 @@ type Deps struct {
 	Logger     *zap.Logger
 	Registerer prometheus.Registerer // nil: no metrics registered
 	Now        func() time.Time
+	// Confirm, with Config.WaitReplica, returns once the replicas hold
+	// the writes behind keys (redisconn.Confirmer in Sentinel mode); nil:
+	// redisconn.WaitReplica, one replica.
+	Confirm func(ctx context.Context, keys ...string) error
 }
 
 // Worker handles faceid:fetch_result and faceid:fetch_evidence tasks.
@@ -155,7 +159,7 @@ type Worker struct {
 	tickets  Tickets
 	sink     storage.Sink
 	rdb      redis.UniversalClient // shared with asynq's servers and client
-	conner   redisconn.Conner      // rdb, for WaitReplica
+	confirm  func(ctx context.Context, keys ...string) error
 	client   *asynq.Client
 	log      *zap.Logger
 	burst    *redisconn.BurstLog
@@ -192,11 +196,14 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: register metrics: %w", err)
 	}
-	var conner redisconn.Conner
-	if cfg.WaitReplica {
-		var ok bool
-		if conner, ok = d.Redis.(redisconn.Conner); !ok {
-			return nil, errors.New("worker: WaitReplica needs a Redis client with single connections (*redis.Client)")
+	confirm := d.Confirm
+	if cfg.WaitReplica && confirm == nil {
+		cn, ok := d.Redis.(redisconn.Conner)
+		if !ok {
+			return nil, errors.New("worker: WaitReplica needs Deps.Confirm or a Redis client with single connections (*redis.Client)")
+		}
+		confirm = func(ctx context.Context, keys ...string) error {
+			return redisconn.WaitReplica(ctx, cn, replicaWait, keys...)
 		}
 	}
 	store, err := orderstore.New(d.Redis, orderstore.Config{TTL: cfg.DecisionTTL})
@@ -211,7 +218,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		tickets:  d.Tickets,
 		sink:     d.Sink,
 		rdb:      d.Redis,
-		conner:   conner,
+		confirm:  confirm,
 		client:   asynq.NewClientFromRedisClient(d.Redis),
 		log:      d.Logger,
 		burst:    redisconn.NewBurstLog(d.Logger.Named("redis"), 0),
@@ -248,8 +255,9 @@ func (w *Worker) track(h asynq.HandlerFunc) asynq.HandlerFunc {
 	}
 }
 
-// replicaWait bounds the wait for a replica after a task; past it the task
-// is retried, which writes nothing twice (the first decision wins).
+// replicaWait bounds the wait for a replica after a task (Deps.Confirm
+// has its own); past it the task is retried, which writes nothing twice
+// (the first decision wins).
 const replicaWait = 2 * time.Second
 
 // waitReplica returns nil once a replica holds what the task wrote: the
@@ -286,7 +294,7 @@ func (w *Worker) waitReplica(ctx context.Context, t *asynq.Task) error {
 	if evidencePending {
 		keys = append(keys, redisconn.TaskKey(tasks.QueueEvidence, tasks.TaskID(app, order)))
 	}
-	return w.replicaErr(t, app, order, redisconn.WaitReplica(ctx, w.conner, replicaWait, keys...))
+	return w.replicaErr(t, app, order, w.confirm(ctx, keys...))
 }
 
 // replicaErr turns a failed replica wait into a retry, logged through the

@@ -99,8 +99,10 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(queuemetrics.New(rdb, queuemetrics.Options{}))
 
+	confirm, closeConfirm := confirmer(c, rdb, 2*time.Second)
+	defer closeConfirm()
 	provider := idasc.New(c.IdascURL)
-	tickets, err := newTicketCache(rdb, c, provider, log, reg)
+	tickets, err := newTicketCache(rdb, c, provider, log, reg, confirm)
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -116,7 +118,8 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 		defer stopMaintain()
 		go tickets.Maintain(mctx, apps, 30*time.Second)
 	}
-	w, err := worker.New(c.workerConfig(apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg})
+	w, err := worker.New(c.workerConfig(apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg,
+		Confirm: confirm})
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -150,21 +153,17 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 
 // newTicketCache hands the ticket cache the provider client's two calls;
 // the app secret stays in this closure and is never stored.
-func newTicketCache(rdb redis.UniversalClient, c *Config, p *idasc.Client, log *zap.Logger, reg prometheus.Registerer) (*ticketcache.Cache, error) {
+func newTicketCache(rdb redis.UniversalClient, c *Config, p *idasc.Client, log *zap.Logger, reg prometheus.Registerer,
+	confirm func(ctx context.Context, keys ...string) error) (*ticketcache.Cache, error) {
 	src, err := ticketcache.ParseSource(c.TicketSource)
 	if err != nil {
 		return nil, &configError{"FACESYNC_TICKET_SOURCE", err.Error()}
 	}
 	opts := ticketcache.Options{Source: src, MaxAge: c.TicketMaxAge, Logger: log, Registerer: reg}
-	if c.redis.Sentinel() {
-		// A refresh lock must be on a replica before anything is minted,
-		// so that a failover cannot hand it to a second pod.
-		if cn, ok := rdb.(redisconn.Conner); ok {
-			opts.ConfirmFunc = func(ctx context.Context, keys ...string) error {
-				return redisconn.WaitReplica(ctx, cn, time.Second, keys...)
-			}
-		}
-	}
+	// In Sentinel mode a refresh lock must be on the replicas before
+	// anything is minted, so that a failover cannot hand it to a second
+	// pod (nil otherwise).
+	opts.ConfirmFunc = confirm
 	if src == ticketcache.Own {
 		opts.FetchToken = func(ctx context.Context, appID string) (ticketcache.Credential, error) {
 			secret, ok := c.Apps[appID]
@@ -264,9 +263,11 @@ func (m *Main) runEnqueue(ctx context.Context, args []string) error {
 	defer rdb.Close()
 	// Shares rdb, which the defer above closes.
 	client := asynq.NewClientFromRedisClient(rdb)
+	confirm, closeConfirm := confirmer(c, rdb, time.Second)
+	defer closeConfirm()
 	var queued, dups int
 	for _, p := range orders {
-		dup, err := enqueueConfirmed(ctx, client, rdb, c.redis.Sentinel(), p)
+		dup, err := enqueueConfirmed(ctx, client, confirm, p)
 		if err != nil {
 			return infraErr(fmt.Errorf("%s:%s: %v (%d enqueued before it)", p.AppID, p.OrderNo, err, queued+dups))
 		}
@@ -287,6 +288,19 @@ func (m *Main) runEnqueue(ctx context.Context, args []string) error {
 	return nil
 }
 
+// confirmer returns, in Sentinel mode, the function that waits until the
+// replicas hold a write (redisconn.Confirmer, bounded by timeout), and its
+// closer; nil and a no-op for a single node.
+func confirmer(c *Config, rdb *redis.Client, timeout time.Duration) (func(ctx context.Context, keys ...string) error, func()) {
+	if !c.redis.Sentinel() {
+		return nil, func() {}
+	}
+	k := c.redis.NewConfirmer(rdb)
+	return func(ctx context.Context, keys ...string) error {
+		return k.Confirm(ctx, timeout, keys...)
+	}, func() { _ = k.Close() }
+}
+
 // enqueueAttempts bounds how often an order is enqueued again after a
 // failover lost it.
 const enqueueAttempts = 3
@@ -296,13 +310,13 @@ const enqueueAttempts = 3
 // takes an acknowledged enqueue with it. A task that is not on the current
 // master (lost that way) is enqueued again, a few times. An error means the
 // order is not confirmed: not replicated in time, or Redis failing over.
-func enqueueConfirmed(ctx context.Context, client tasks.Enqueuer, rdb redisconn.Conner, sentinel bool, p tasks.FetchResult) (dup bool, err error) {
+func enqueueConfirmed(ctx context.Context, client tasks.Enqueuer, confirm func(ctx context.Context, keys ...string) error, p tasks.FetchResult) (dup bool, err error) {
 	for attempt := 1; ; attempt++ {
 		dup, err = tasks.Enqueue(ctx, client, p)
-		if err != nil || !sentinel {
+		if err != nil || confirm == nil {
 			return dup, err
 		}
-		err = redisconn.WaitReplica(ctx, rdb, time.Second, redisconn.TaskKey(tasks.QueueResult, tasks.TaskID(p.AppID, p.OrderNo)))
+		err = confirm(ctx, redisconn.TaskKey(tasks.QueueResult, tasks.TaskID(p.AppID, p.OrderNo)))
 		switch {
 		case err == nil:
 			return dup, nil
