@@ -80,12 +80,14 @@
 // about a minute later; the refused ticket leads to [Cache.Reject] and one
 // more refresh.
 //
-// [Options.ConfirmFunc] closes most of that gap: facesync passes a wait for
-// one replica (WAIT 1) in Sentinel mode, called after the lock is taken and
-// before anything is minted, and a lock no replica acknowledged counts as
-// not held. Sentinel promotes the replica that has the most of the master's
-// data, so a confirmed lock survives the failover; only when that replica
-// is lost as well does the bound above apply.
+// [Options.ConfirmFunc] closes most of that gap: in Sentinel mode facesync
+// passes a wait for every replica the sentinels count as up (WAIT), called
+// after the lock is taken and before anything is minted, and a lock they
+// did not all acknowledge counts as not held. Whichever replica Sentinel
+// then promotes holds the lock, so a confirmed lock survives the failover
+// and its holder's writes go on succeeding on the new master. The bound
+// above remains the worst case, should the sentinels' count of replicas be
+// out of date.
 //
 // # External source
 //

@@ -148,6 +148,10 @@ type Deps struct {
 	// the writes behind keys (redisconn.Confirmer in Sentinel mode); nil:
 	// redisconn.WaitReplica, one replica.
 	Confirm func(ctx context.Context, keys ...string) error
+	// Burst logs Redis failover errors once per burst; pass the one
+	// go-redis's own logger goes through, so that a failover makes one
+	// line per process. nil: one of the worker's own.
+	Burst *redisconn.BurstLog
 }
 
 // Worker handles faceid:fetch_result and faceid:fetch_evidence tasks.
@@ -192,6 +196,9 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Burst == nil {
+		d.Burst = redisconn.NewBurstLog(d.Logger.Named("redis"), 0)
+	}
 	m, err := newMetrics(d.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("worker: register metrics: %w", err)
@@ -221,7 +228,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		confirm:  confirm,
 		client:   asynq.NewClientFromRedisClient(d.Redis),
 		log:      d.Logger,
-		burst:    redisconn.NewBurstLog(d.Logger.Named("redis"), 0),
+		burst:    d.Burst,
 		m:        m,
 		now:      d.Now,
 	}

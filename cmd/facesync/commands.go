@@ -83,7 +83,10 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 		return err
 	}
 	defer rdb.Close() // after the worker's shutdown (defers run last first): asynq shares it
-	routeLibraryLogs(log)
+	// One burst log for the process: go-redis's lines, asynq's and the
+	// worker's join the same burst.
+	burst := redisconn.NewBurstLog(log.Named("redis"), 0)
+	routeLibraryLogs(log, burst)
 	if sink == nil {
 		s3sink, err := newSink(ctx, c)
 		if err != nil {
@@ -119,7 +122,7 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 		go tickets.Maintain(mctx, apps, 30*time.Second)
 	}
 	w, err := worker.New(c.workerConfig(apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg,
-		Confirm: confirm})
+		Confirm: confirm, Burst: burst})
 	if err != nil {
 		return usageErr("%v", err)
 	}

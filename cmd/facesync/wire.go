@@ -43,11 +43,10 @@ var libraryLogsOnce sync.Once
 // routeLibraryLogs sends go-redis's own logs and the standard logger (the
 // S3 transfer manager writes there) through zap. Both are process-wide, so
 // the first worker of a process sets them.
-func routeLibraryLogs(log *zap.Logger) {
+func routeLibraryLogs(log *zap.Logger, burst *redisconn.BurstLog) {
 	libraryLogsOnce.Do(func() {
 		// Dial failures during a failover come once per pooled
 		// connection: one line per burst instead.
-		burst := redisconn.NewBurstLog(log.Named("redis"), 0)
 		redis.SetLogger(burst.RedisLogger(redisLogger{log.Named("redis").Sugar()}))
 		zap.RedirectStdLog(log.Named("stdlog"))
 	})

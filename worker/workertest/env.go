@@ -43,10 +43,12 @@ const (
 // Options shape an Env. Zero values give a started worker with
 // concurrency 10 and a 2 s shutdown timeout.
 type Options struct {
-	Config    worker.Config                 // Redis and Apps are set by New
+	Config    worker.Config                 // Apps is set by New
 	Scenarios map[string]idasctest.Scenario // by order number
 	Clock     *Clock                        // shared by the fake provider and the ticket cache; nil: real time
 	NoStart   bool                          // build the worker without starting its servers
+	// Confirm is the worker's Deps.Confirm (with Config.WaitReplica).
+	Confirm func(ctx context.Context, keys ...string) error
 }
 
 // Env is one test's real parts: its own Redis database, fake provider,
@@ -112,7 +114,7 @@ func New(t testing.TB, o Options) *Env {
 	}
 	e.Worker, err = worker.New(cfg, worker.Deps{
 		Redis: e.DB.Client, Provider: provider, Tickets: e.Tickets, Sink: sink,
-		Logger: zap.New(core), Registerer: prometheus.NewRegistry(),
+		Logger: zap.New(core), Registerer: prometheus.NewRegistry(), Confirm: o.Confirm,
 	})
 	if err != nil {
 		t.Fatal(err)

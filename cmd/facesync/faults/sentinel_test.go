@@ -101,9 +101,8 @@ type traffic struct {
 	mu        sync.Mutex
 	confirmed []order
 	tried     []string
-	refused   []string // orders whose enqueue exited 2, with the line
-	lastOK    time.Time
-	okTimes   []time.Time
+	refused   []string    // orders whose enqueue exited 2, with the line
+	okTimes   []time.Time // when each confirmed enqueue was started
 	stop      chan struct{}
 	done      chan struct{}
 }
@@ -120,13 +119,14 @@ func (s *stack) startTraffic(prefix string, pause time.Duration) *traffic {
 			}
 			no := fmt.Sprintf("%s-%04d", prefix, i)
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			started := time.Now()
 			code, out, errOut := s.runCommand(ctx, "enqueue", "--app-id", s.app, "--order-no", no)
 			cancel()
 			tr.mu.Lock()
 			tr.tried = append(tr.tried, no)
 			if code == 0 && strings.Contains(out, "enqueued "+s.app+":"+no) {
 				tr.confirmed = append(tr.confirmed, order{orderNo: no, status: orderstore.StatusPassed, evidence: orderstore.EvidenceStored})
-				tr.okTimes = append(tr.okTimes, time.Now())
+				tr.okTimes = append(tr.okTimes, started)
 			} else {
 				tr.refused = append(tr.refused, fmt.Sprintf("%s exit %d: %s", no, code, strings.TrimSpace(errOut)))
 			}
@@ -142,7 +142,8 @@ func (tr *traffic) end() {
 	<-tr.done
 }
 
-// firstOKAfter is the first confirmed enqueue after t.
+// firstOKAfter is the start of the first confirmed enqueue started after
+// t.
 func (tr *traffic) firstOKAfter(t time.Time) (time.Time, bool) {
 	tr.mu.Lock()
 	defer tr.mu.Unlock()
