@@ -355,6 +355,11 @@ func TestSentinelFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	settled := time.Since(t0)
+	if down, ok := ready.after(t0, http.StatusServiceUnavailable); ok {
+		t.Logf("(a) /readyz answered 503 %.1fs after SENTINEL FAILOVER", down.Sub(t0).Seconds())
+	} else {
+		t.Logf("(a) /readyz answered 200 throughout SENTINEL FAILOVER")
+	}
 
 	// (b) The master dies.
 	t1 := time.Now()
