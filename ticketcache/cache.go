@@ -127,6 +127,13 @@ type Options struct {
 	// asking again; under the one-minute overlap it is safe. A negative
 	// Memo turns the memo off.
 	Memo time.Duration
+	// ConfirmFunc, when set, is called right after the refresh lock is
+	// taken, with the lock's key; an error counts as the lock not held:
+	// nothing is minted, the lock is released and the refresh fails with
+	// that error. With Redis Sentinel facesync passes a wait for the
+	// replicas (WAIT), so that a lock that lived on a lost master only
+	// cannot let a second process mint (see the package documentation).
+	ConfirmFunc func(ctx context.Context, keys ...string) error
 
 	Clock  Clock       // nil: the system clock
 	Logger *zap.Logger // nil: no logs

@@ -61,7 +61,33 @@
 //
 // The lock is a separate key, [LockKey] (the entry key + ":lock"), holding a
 // random owner token with an expiry. A Redis Cluster would need both keys in
-// one slot; facesync uses a single Redis.
+// one slot; facesync uses one master (alone, or with Sentinel).
+//
+// # Failover (Redis Sentinel)
+//
+// Redis replicates asynchronously, so a lock taken on a master that dies
+// before passing it to a replica is gone on the new master, and a second
+// process can take it there. The lock still has one holder at a time on
+// each master, and only one holder can write: every write of the pair is a
+// script that checks the lock's owner token on the master it runs on, so
+// the first process's writes, now reaching the new master, find another
+// owner (or none) and fail (the refresh ends with "refresh lock expired
+// before the write"); only one pair is ever stored. Both processes may
+// believe they hold the lock for a while, at most until the first gives
+// up, four fifths of [Options.LockTTL] after taking it, and both may have
+// minted a token by then: at most one extra mint per app and failover. If
+// the extra token is the newer one, the provider kills the stored one
+// about a minute later; the refused ticket leads to [Cache.Reject] and one
+// more refresh.
+//
+// [Options.ConfirmFunc] closes most of that gap: in Sentinel mode facesync
+// passes a wait for every replica the sentinels count as up (WAIT), called
+// after the lock is taken and before anything is minted, and a lock they
+// did not all acknowledge counts as not held. Whichever replica Sentinel
+// then promotes holds the lock, so a confirmed lock survives the failover
+// and its holder's writes go on succeeding on the new master. The bound
+// above remains the worst case, should the sentinels' count of replicas be
+// out of date.
 //
 // # External source
 //

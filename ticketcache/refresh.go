@@ -89,6 +89,11 @@ func (c *Cache) refresh(ctx context.Context, appID string, st *appState) (Ticket
 	}
 	start := time.Now()
 	defer c.unlock(ctx, appID, owner)
+	if c.opts.ConfirmFunc != nil {
+		if err := c.opts.ConfirmFunc(ctx, LockKey(appID)); err != nil {
+			return Ticket{}, fmt.Errorf("confirm refresh lock: %w", err)
+		}
+	}
 	// Give up early enough to write before the lock expires.
 	ctx, cancel := context.WithDeadline(ctx, start.Add(c.opts.LockTTL*4/5))
 	defer cancel()

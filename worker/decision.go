@@ -142,7 +142,9 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 // attempt the task's retry budget allows: then it writes the error record
 // itself, so no order ends without one.
 func (w *Worker) retryOrGiveUp(ctx context.Context, t *asynq.Task, p tasks.FetchResult, err error, log *zap.Logger) (string, error) {
-	if ctx.Err() != nil || !lastAttempt(ctx) {
+	// An error asynq does not count as a failure (throttled, paused,
+	// Redis failing over) never ends the budget: the task comes back.
+	if ctx.Err() != nil || !lastAttempt(ctx) || !IsFailure(err) {
 		return "retry", err
 	}
 	rec := errorRecord(p.AppID, p.OrderNo, orderstore.CodeRetriesExhausted,

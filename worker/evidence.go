@@ -219,7 +219,9 @@ func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []
 // evidenceRetryOrGiveUp retries, unless the retry budget is spent: then the
 // evidence ends failed, keeping whatever was stored.
 func (w *Worker) evidenceRetryOrGiveUp(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, rec *orderstore.Record, err error, log *zap.Logger) (string, error) {
-	if ctx.Err() != nil || !lastAttempt(ctx) {
+	// An error asynq does not count as a failure (throttled, paused,
+	// Redis failing over) never ends the budget: the task comes back.
+	if ctx.Err() != nil || !lastAttempt(ctx) || !IsFailure(err) {
 		return "retry", err
 	}
 	st, herr := w.store.State(ctx, p.AppID, p.OrderNo)

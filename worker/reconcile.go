@@ -262,7 +262,7 @@ func newReconciler(w *Worker, rdb redis.UniversalClient) *reconciler {
 	return &reconciler{
 		w: w,
 		a: &archive{
-			insp: asynq.NewInspector(w.cfg.Redis), client: w.client, rdb: rdb, store: w.store, now: w.now,
+			insp: asynq.NewInspectorFromRedisClient(rdb), client: w.client, rdb: rdb, store: w.store, now: w.now,
 		},
 		interval: w.cfg.ReconcileInterval,
 		token:    hex.EncodeToString(b),
@@ -318,7 +318,6 @@ func (r *reconciler) start() {
 // shutdown ends the loop and hands the lock on at once rather than after
 // its expiry.
 func (r *reconciler) shutdown() {
-	defer r.a.insp.Close()
 	if r.stop == nil {
 		return
 	}
@@ -533,7 +532,7 @@ type RequeueFilter struct {
 // it ran (OutcomeRequeued) or, for one order, left (OutcomeSkipped), and
 // returns how many it ran. An operator's requeue does not count toward
 // MaxRevivals.
-func Requeue(ctx context.Context, rdb redis.UniversalClient, conn asynq.RedisConnOpt, f RequeueFilter, each func(Revival)) (int, error) {
+func Requeue(ctx context.Context, rdb redis.UniversalClient, f RequeueFilter, each func(Revival)) (int, error) {
 	if f.OrderNo != "" && f.AppID == "" {
 		return 0, errors.New("worker: requeue of an order needs its app id")
 	}
@@ -541,9 +540,8 @@ func Requeue(ctx context.Context, rdb redis.UniversalClient, conn asynq.RedisCon
 	if err != nil {
 		return 0, err
 	}
-	a := &archive{insp: asynq.NewInspector(conn), client: asynq.NewClient(conn), rdb: rdb, store: store, now: time.Now}
-	defer a.insp.Close()
-	defer a.client.Close()
+	// Both share rdb, which the caller closes: their Close is a no-op.
+	a := &archive{insp: asynq.NewInspectorFromRedisClient(rdb), client: asynq.NewClientFromRedisClient(rdb), rdb: rdb, store: store, now: time.Now}
 	ran := 0
 	try := func(info *asynq.TaskInfo, report bool) (bool, error) {
 		c, err := a.judge(ctx, info)

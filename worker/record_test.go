@@ -5,7 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -14,6 +17,7 @@ import (
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/redisconn"
 )
 
 func TestMaskIDNo(t *testing.T) {
@@ -85,11 +89,24 @@ func TestRetryDelay(t *testing.T) {
 	if IsFailure(context.Canceled) || !IsFailure(errors.New("x")) {
 		t.Errorf("IsFailure: a shutdown must not spend the retry budget, other errors must")
 	}
+	readonly := retry(retryTransient, fmt.Errorf("record: %w", errors.New("READONLY You can't write against a read only replica.")))
+	if IsFailure(readonly) || IsFailure(redisconn.ErrNotReplicated) || IsFailure(redisconn.ErrLost) {
+		t.Errorf("IsFailure: a Redis failover must not spend the retry budget")
+	}
+	refused := &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+	if IsFailure(refused) != false {
+		t.Errorf("IsFailure: a refused Redis connection must not spend the retry budget")
+	}
+	provider := &idasc.Error{Op: "sync", Class: idasc.ClassTransient, Err: refused}
+	bucket := &url.Error{Op: "Put", URL: "http://s3", Err: refused}
+	if !IsFailure(provider) || !IsFailure(fmt.Errorf("store evidence: %w", bucket)) {
+		t.Errorf("IsFailure: the provider's or the bucket's refused connection must spend the retry budget")
+	}
 }
 
 func TestConfigRefusesShortEvidenceDelay(t *testing.T) {
 	t.Parallel()
-	c := Config{Redis: asynq.RedisClientOpt{Addr: "127.0.0.1:1"}, EvidenceDelay: 500 * time.Millisecond}
+	c := Config{EvidenceDelay: 500 * time.Millisecond}
 	if err := c.setDefaults(); err == nil {
 		t.Fatalf("setDefaults accepted an evidence delay of 500ms")
 	}

@@ -4,9 +4,13 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"net/url"
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/redisconn"
 )
 
 // retryKind tells RetryDelay how soon a failed attempt should run again.
@@ -94,10 +98,21 @@ func backoff(n int, base, max time.Duration) time.Duration {
 
 // IsFailure tells asynq which errors spend the task's retry budget: a
 // cancellation by shutdown does not, nor an attempt the provider
-// throttled or the fleet's pacing held back (CONTRACT.md section 2a): such
-// an attempt is retried however often it comes, and never archived.
+// throttled or the fleet's pacing held back (CONTRACT.md section 2a),
+// nor Redis failing over (or a write it lost doing so), which passes
+// once a master answers: such attempts did nothing wrong.
 func IsFailure(err error) bool {
-	return !errors.Is(err, context.Canceled) && !isThrottled(err)
+	return !errors.Is(err, context.Canceled) && !isThrottled(err) && !redisFailover(err) && !errors.Is(err, redisconn.ErrLost)
+}
+
+// redisFailover reports a failover error that came from Redis. The
+// provider's and the bucket's network errors look alike (a refused
+// connection) but come wrapped as HTTP errors: those spend the retry
+// budget as before, so an unreachable provider still ends in a record.
+func redisFailover(err error) bool {
+	var pe *idasc.Error
+	var ue *url.Error
+	return redisconn.IsFailover(err) && !errors.As(err, &pe) && !errors.As(err, &ue)
 }
 
 // lastAttempt reports whether asynq will archive the task if this attempt

@@ -24,6 +24,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/pacing"
+	"github.com/facesync/facesync/worker/redisconn"
 	"github.com/facesync/facesync/worker/tracing"
 )
 
@@ -43,16 +44,19 @@ type Tickets interface {
 // Config is the worker's configuration; zero values take the contract's
 // defaults (CONTRACT.md section 8).
 type Config struct {
-	Redis               asynq.RedisConnOpt // asynq's connection, same Redis as Deps.Redis
-	Apps                []string           // configured app ids; others get status error unknown_app
-	Concurrency         int                // decision tasks in flight (50)
-	EvidenceConcurrency int                // evidence tasks in flight (4)
-	EvidenceDelay       time.Duration      // delay before the evidence fetch (1s, never less)
-	ShutdownTimeout     time.Duration      // in-flight tasks may finish this long after Shutdown (25s)
-	DecisionTTL         time.Duration      // decision record lifetime (168h)
-	ResultWait          time.Duration      // how long 66660011 is retried (10m)
-	EvidenceWait        time.Duration      // how long missing photo/video is retried (5m)
-	MaxEvidenceBytes    int64              // largest decoded file accepted (256 MiB)
+	Apps                []string      // configured app ids; others get status error unknown_app
+	Concurrency         int           // decision tasks in flight (50)
+	EvidenceConcurrency int           // evidence tasks in flight (4)
+	EvidenceDelay       time.Duration // delay before the evidence fetch (1s, never less)
+	ShutdownTimeout     time.Duration // in-flight tasks may finish this long after Shutdown (25s)
+	DecisionTTL         time.Duration // decision record lifetime (168h)
+	ResultWait          time.Duration // how long 66660011 is retried (10m)
+	EvidenceWait        time.Duration // how long missing photo/video is retried (5m)
+	MaxEvidenceBytes    int64         // largest decoded file accepted (256 MiB)
+	// WaitReplica (Redis Sentinel) makes a task count as done only once a
+	// replica holds what it wrote, so a failover cannot lose a record
+	// that asynq was told is complete.
+	WaitReplica bool
 	// PollInterval is how often an idle pod looks for new tasks and moves
 	// due scheduled ones (50ms): it sets the decision latency at low load
 	// and the precision of the evidence delay.
@@ -89,8 +93,7 @@ type ConfigError struct {
 
 func (e *ConfigError) Error() string { return "worker: " + e.Msg }
 
-// Validate checks c, zero values standing for the defaults. Redis is not
-// checked here: New requires it.
+// Validate checks c, zero values standing for the defaults.
 func (c Config) Validate() error {
 	bad := func(field, format string, args ...any) error {
 		return &ConfigError{Field: field, Msg: fmt.Sprintf(format, args...)}
@@ -124,9 +127,6 @@ func (c *Config) setDefaults() error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	if c.Redis == nil {
-		return errors.New("worker: no Redis connection")
-	}
 	def := func(d *time.Duration, v time.Duration) {
 		if *d == 0 {
 			*d = v
@@ -153,7 +153,10 @@ func (c *Config) setDefaults() error {
 
 // Deps are the worker's collaborators.
 type Deps struct {
-	Redis      redis.UniversalClient // decision records and bookkeeping
+	// Redis is the one connection of the worker: decision records,
+	// bookkeeping, and asynq's servers and client, which share its pool
+	// (so its PoolSize must cover both concurrencies plus a margin).
+	Redis      redis.UniversalClient
 	Provider   Provider
 	Tickets    Tickets
 	Sink       storage.Sink
@@ -167,6 +170,14 @@ type Deps struct {
 	// section 2a); every pod has one on the shared Redis. nil: no pacing,
 	// each task backs off on its own (for tests and comparisons).
 	Pacer *pacing.Pacer
+	// Confirm, with Config.WaitReplica, returns once the replicas hold
+	// the writes behind keys (redisconn.Confirmer in Sentinel mode); nil:
+	// redisconn.WaitReplica, one replica.
+	Confirm func(ctx context.Context, keys ...string) error
+	// Burst logs Redis failover errors once per burst; pass the one
+	// go-redis's own logger goes through, so that a failover makes one
+	// line per process. nil: one of the worker's own.
+	Burst *redisconn.BurstLog
 }
 
 // Worker handles faceid:fetch_result and faceid:fetch_evidence tasks.
@@ -177,8 +188,11 @@ type Worker struct {
 	provider Provider
 	tickets  Tickets
 	sink     storage.Sink
+	rdb      redis.UniversalClient // shared with asynq's servers and client
+	confirm  func(ctx context.Context, keys ...string) error
 	client   *asynq.Client
 	log      *zap.Logger
+	burst    *redisconn.BurstLog
 	m        *metrics
 	now      func() time.Time
 	tracer   trace.TracerProvider
@@ -211,9 +225,22 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	if d.Now == nil {
 		d.Now = time.Now
 	}
+	if d.Burst == nil {
+		d.Burst = redisconn.NewBurstLog(d.Logger.Named("redis"), 0)
+	}
 	m, err := newMetrics(d.Registerer)
 	if err != nil {
 		return nil, fmt.Errorf("worker: register metrics: %w", err)
+	}
+	confirm := d.Confirm
+	if cfg.WaitReplica && confirm == nil {
+		cn, ok := d.Redis.(redisconn.Conner)
+		if !ok {
+			return nil, errors.New("worker: WaitReplica needs Deps.Confirm or a Redis client with single connections (*redis.Client)")
+		}
+		confirm = func(ctx context.Context, keys ...string) error {
+			return redisconn.WaitReplica(ctx, cn, replicaWait, keys...)
+		}
 	}
 	store, err := orderstore.New(d.Redis, orderstore.Config{TTL: cfg.DecisionTTL})
 	if err != nil {
@@ -226,8 +253,11 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		provider: d.Provider,
 		tickets:  d.Tickets,
 		sink:     d.Sink,
-		client:   asynq.NewClient(cfg.Redis),
+		rdb:      d.Redis,
+		confirm:  confirm,
+		client:   asynq.NewClientFromRedisClient(d.Redis),
 		log:      d.Logger,
+		burst:    d.Burst,
 		m:        m,
 		now:      d.Now,
 		tracer:   d.Tracer,
@@ -257,7 +287,13 @@ func (w *Worker) track(h asynq.HandlerFunc) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
 		w.inflight.Add(1)
 		defer w.inflight.Done()
-		return w.unlessPurged(ctx, t, h)
+		if err := w.unlessPurged(ctx, t, h); err != nil {
+			return err
+		}
+		if !w.cfg.WaitReplica {
+			return nil
+		}
+		return w.waitReplica(ctx, t)
 	}
 }
 
@@ -289,12 +325,73 @@ func (w *Worker) unlessPurged(ctx context.Context, t *asynq.Task, h asynq.Handle
 		ids.AppID, ids.OrderNo, orderstore.PurgeTTL, asynq.SkipRetry)
 }
 
+// replicaWait bounds the wait for a replica after a task (Deps.Confirm
+// has its own); past it the task is retried, which writes nothing twice
+// (the first decision wins).
+const replicaWait = 2 * time.Second
+
+// waitReplica returns nil once a replica holds what the task wrote: the
+// order's record and, while its evidence is pending, the evidence task.
+// asynq marks the task done only after the handler returns, so a master
+// lost before replicating cannot leave a task done without its record:
+// the error makes asynq run it again (on the new master, where the record
+// or the evidence task is written anew).
+func (w *Worker) waitReplica(ctx context.Context, t *asynq.Task) error {
+	var app, order string
+	evidencePending := false
+	switch t.Type() {
+	case tasks.TypeFetchResult:
+		p, err := tasks.ParseFetchResult(t.Payload())
+		if err != nil {
+			return nil // archived by the handler; nothing was written
+		}
+		app, order = p.AppID, p.OrderNo
+		rec, _, err := w.store.Get(ctx, app, order)
+		if err != nil {
+			return w.replicaErr(t, app, order, err)
+		}
+		evidencePending = rec.Evidence.Status == orderstore.EvidencePending
+	case tasks.TypeFetchEvidence:
+		p, err := tasks.ParseFetchEvidence(t.Payload())
+		if err != nil {
+			return nil
+		}
+		app, order = p.AppID, p.OrderNo
+	default:
+		return nil
+	}
+	keys := []string{orderstore.RecordKey(app, order)}
+	if evidencePending {
+		keys = append(keys, redisconn.TaskKey(tasks.QueueEvidence, tasks.TaskID(app, order)))
+	}
+	return w.replicaErr(t, app, order, w.confirm(ctx, keys...))
+}
+
+// replicaErr turns a failed replica wait into a retry, logged through the
+// burst log (a failover makes one per task in flight).
+func (w *Worker) replicaErr(t *asynq.Task, app, order string, err error) error {
+	if err == nil {
+		return nil
+	}
+	if errors.Is(err, orderstore.ErrNoRecord) {
+		err = redisconn.ErrLost
+	}
+	err = retry(retryTransient, fmt.Errorf("%s:%s: not yet on a replica: %w", app, order, err))
+	if redisFailover(err) {
+		w.burst.Error(err)
+	} else {
+		w.log.Warn("task done but its writes are not on the current master; running it again",
+			zap.String("type", t.Type()), zap.String("app_id", app), zap.String("order_no", order), zap.Error(err))
+	}
+	return err
+}
+
 // Start starts two asynq servers in this process: one for decisions and
 // one for evidence with its own concurrency, so long uploads never hold
 // decision slots and memory stays bounded by the evidence concurrency.
 func (w *Worker) Start() error {
 	mk := func(queue string, concurrency int) *asynq.Server {
-		return asynq.NewServer(w.cfg.Redis, asynq.Config{
+		return asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 			Concurrency: concurrency,
 			Queues:      map[string]int{queue: 1},
 			BaseContext: func() context.Context { return w.base },
@@ -309,8 +406,10 @@ func (w *Worker) Start() error {
 			// Longer than ours: handlers are cancelled through BaseContext
 			// first and go back to their queue as retries.
 			ShutdownTimeout: w.cfg.ShutdownTimeout + 5*time.Second,
-			Logger:          asynqLogger{w.log.Sugar().With("component", "asynq")},
-			LogLevel:        asynq.WarnLevel,
+			// A failover makes asynq log once per task and per poll:
+			// those lines join the burst log.
+			Logger:   w.burst.AsynqLogger(asynqLogger{w.log.Sugar().With("component", "asynq")}),
+			LogLevel: asynq.WarnLevel,
 		})
 	}
 	w.decisions = mk(tasks.QueueResult, w.cfg.Concurrency)
@@ -369,7 +468,8 @@ func (w *Worker) shutdown() {
 		w.evidence.Shutdown()
 	}
 	w.cancelBase()
-	_ = w.client.Close()
+	// The client shares Deps.Redis, which its owner closes: asynq's Close
+	// would only say so.
 }
 
 // handleError counts failed attempts; finish has logged them already.
@@ -404,11 +504,19 @@ func (w *Worker) finish(log *zap.Logger, t *asynq.Task, start time.Time, outcome
 	if err != nil {
 		fields = append(fields, zap.Error(err))
 		var re *retryError
-		if errors.As(err, &re) && (re.kind == retryNotReady || re.kind == retryThrottled) {
+		switch {
+		case errors.As(err, &re) && (re.kind == retryNotReady || re.kind == retryThrottled):
 			lvl = zap.DebugLevel // waiting for the provider is normal
-		} else {
+		case redisFailover(err):
+			// Every task in flight fails alike while Redis fails over:
+			// one line per burst, the attempts at debug.
+			w.burst.Error(err)
+			lvl = zap.DebugLevel
+		default:
 			lvl = zap.WarnLevel
 		}
+	} else {
+		w.burst.OK()
 	}
 	log.Check(lvl, "task attempt done").Write(fields...)
 }

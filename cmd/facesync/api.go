@@ -17,6 +17,7 @@ import (
 	"github.com/facesync/facesync/cmd/facesync/api"
 	"github.com/facesync/facesync/cmd/facesync/audit"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/redisconn"
 )
 
 // runAPI runs the partner HTTP API until ctx ends (SIGTERM, SIGINT): then
@@ -46,12 +47,12 @@ func (m *Main) runAPI(ctx context.Context, args []string) error {
 	}
 	defer func() { _ = log.Sync() }()
 
-	rdb, aopt, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	routeLibraryLogs(log)
+	routeLibraryLogs(log, redisconn.NewBurstLog(log.Named("redis"), 0))
 	tp, stopTracing, err := m.tracer(ctx, "facesync-api")
 	if err != nil {
 		return err
@@ -83,15 +84,16 @@ func (m *Main) runAPI(ctx context.Context, args []string) error {
 		return usageErr("%v", err)
 	}
 
-	client := asynq.NewClient(aopt)
-	defer client.Close()
-	inspector := asynq.NewInspector(aopt)
-	defer inspector.Close()
+	// Both share rdb (closed above, after the server stopped).
+	client := asynq.NewClientFromRedisClient(rdb)
+	inspector := asynq.NewInspectorFromRedisClient(rdb)
+	confirm, closeConfirm := confirmer(c, rdb, 2*time.Second)
+	defer closeConfirm()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := api.New(api.Deps{
 		Keys: keys, Enqueuer: client, Tasks: inspector, Records: store, Links: links, Purged: store.Purged,
-		Logger: log.Named("api"), Audit: auditLogger(m), Registerer: reg, Tracer: tp,
+		Logger: log.Named("api"), Audit: auditLogger(m), Registerer: reg, Tracer: tp, Replicated: confirm,
 	})
 	if err != nil {
 		return usageErr("%v", err)

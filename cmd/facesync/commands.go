@@ -30,6 +30,7 @@ import (
 	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/pacing"
 	"github.com/facesync/facesync/worker/queuemetrics"
+	"github.com/facesync/facesync/worker/redisconn"
 	"github.com/facesync/facesync/worker/tracing"
 )
 
@@ -80,12 +81,15 @@ func (m *Main) runWorker(ctx context.Context, args []string) error {
 // serveWorker wires and runs the worker; demo passes the provider's HTTP
 // client and the S3 sink it built.
 func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink storage.Sink) error {
-	rdb, aopt, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return err
 	}
-	defer rdb.Close()
-	routeLibraryLogs(log)
+	defer rdb.Close() // after the worker's shutdown (defers run last first): asynq shares it
+	// One burst log for the process: go-redis's lines, asynq's and the
+	// worker's join the same burst.
+	burst := redisconn.NewBurstLog(log.Named("redis"), 0)
+	routeLibraryLogs(log, burst)
 	tp, stopTracing, err := m.tracer(ctx, "facesync-worker")
 	if err != nil {
 		return err
@@ -113,8 +117,10 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	reg.MustRegister(queuemetrics.New(rdb, queuemetrics.Options{}))
 
+	confirm, closeConfirm := confirmer(c, rdb, 2*time.Second)
+	defer closeConfirm()
 	provider := idasc.New(c.IdascURL, idascOptions(tp)...)
-	tickets, err := newTicketCache(rdb, c, provider, log, reg)
+	tickets, err := newTicketCache(rdb, c, provider, log, reg, confirm)
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -134,7 +140,8 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 	if err != nil {
 		return usageErr("%v", &configError{"FACESYNC_PROVIDER_RATE", err.Error()})
 	}
-	w, err := worker.New(c.workerConfig(aopt, apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg, Tracer: tp, Pacer: pacer})
+	w, err := worker.New(c.workerConfig(apps), worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Logger: log, Registerer: reg,
+		Tracer: tp, Pacer: pacer, Confirm: confirm, Burst: burst})
 	if err != nil {
 		return usageErr("%v", err)
 	}
@@ -168,12 +175,17 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 
 // newTicketCache hands the ticket cache the provider client's two calls;
 // the app secret stays in this closure and is never stored.
-func newTicketCache(rdb redis.UniversalClient, c *Config, p *idasc.Client, log *zap.Logger, reg prometheus.Registerer) (*ticketcache.Cache, error) {
+func newTicketCache(rdb redis.UniversalClient, c *Config, p *idasc.Client, log *zap.Logger, reg prometheus.Registerer,
+	confirm func(ctx context.Context, keys ...string) error) (*ticketcache.Cache, error) {
 	src, err := ticketcache.ParseSource(c.TicketSource)
 	if err != nil {
 		return nil, &configError{"FACESYNC_TICKET_SOURCE", err.Error()}
 	}
 	opts := ticketcache.Options{Source: src, MaxAge: c.TicketMaxAge, Logger: log, Registerer: reg, Final: finalProviderError}
+	// In Sentinel mode a refresh lock must be on the replicas before
+	// anything is minted, so that a failover cannot hand it to a second
+	// pod (nil otherwise).
+	opts.ConfirmFunc = confirm
 	if src == ticketcache.Own {
 		opts.FetchToken = func(ctx context.Context, appID string) (ticketcache.Credential, error) {
 			secret, ok := c.Apps[appID]
@@ -206,8 +218,10 @@ func opsHandler(reg *prometheus.Registry, rdb redis.UniversalClient, sink storag
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 		defer cancel()
-		if err := rdb.Ping(ctx).Err(); err != nil {
-			http.Error(w, "redis unreachable", http.StatusServiceUnavailable)
+		// A writable master, not just an answer: during a failover the
+		// old master or a replica answers but refuses writes.
+		if err := redisconn.Ready(ctx, rdb); err != nil {
+			http.Error(w, "redis: no writable master", http.StatusServiceUnavailable)
 			return
 		}
 		if err := sink.Ping(ctx); err != nil {
@@ -269,16 +283,18 @@ func (m *Main) runEnqueue(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, aopt, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	client := asynq.NewClient(aopt)
-	defer client.Close()
+	// Shares rdb, which the defer above closes.
+	client := asynq.NewClientFromRedisClient(rdb)
+	confirm, closeConfirm := confirmer(c, rdb, time.Second)
+	defer closeConfirm()
 	var queued, dups int
 	for _, p := range orders {
-		dup, err := tasks.Enqueue(ctx, client, p)
+		dup, err := enqueueConfirmed(ctx, client, confirm, p)
 		if err != nil {
 			return infraErr(fmt.Errorf("%s:%s: %v (%d enqueued before it)", p.AppID, p.OrderNo, err, queued+dups))
 		}
@@ -297,6 +313,47 @@ func (m *Main) runEnqueue(ctx context.Context, args []string) error {
 		return usageErr("%d bad lines in %s (reported above; the other orders were enqueued)", bad, *file)
 	}
 	return nil
+}
+
+// confirmer returns, in Sentinel mode, the function that waits until the
+// replicas hold a write (redisconn.Confirmer, bounded by timeout), and its
+// closer; nil and a no-op for a single node.
+func confirmer(c *Config, rdb *redis.Client, timeout time.Duration) (func(ctx context.Context, keys ...string) error, func()) {
+	if !c.redis.Sentinel() {
+		return nil, func() {}
+	}
+	k := c.redis.NewConfirmer(rdb)
+	return func(ctx context.Context, keys ...string) error {
+		return k.Confirm(ctx, timeout, keys...)
+	}, func() { _ = k.Close() }
+}
+
+// enqueueAttempts bounds how often an order is enqueued again after a
+// failover lost it.
+const enqueueAttempts = 3
+
+// enqueueConfirmed enqueues p; in Sentinel mode it returns only once a
+// replica holds the task (WAIT 1), since a master lost before replicating
+// takes an acknowledged enqueue with it. A task that is not on the current
+// master (lost that way) is enqueued again, a few times. An error means the
+// order is not confirmed: not replicated in time, or Redis failing over.
+func enqueueConfirmed(ctx context.Context, client tasks.Enqueuer, confirm func(ctx context.Context, keys ...string) error, p tasks.FetchResult) (dup bool, err error) {
+	for attempt := 1; ; attempt++ {
+		dup, err = tasks.Enqueue(ctx, client, p)
+		if err != nil || confirm == nil {
+			return dup, err
+		}
+		err = confirm(ctx, redisconn.TaskKey(tasks.QueueResult, tasks.TaskID(p.AppID, p.OrderNo)))
+		switch {
+		case err == nil:
+			return dup, nil
+		case errors.Is(err, redisconn.ErrLost) && attempt < enqueueAttempts:
+			continue
+		case errors.Is(err, redisconn.ErrLost):
+			return dup, fmt.Errorf("lost in a Redis failover %d times, not enqueued: %w", attempt, err)
+		}
+		return dup, fmt.Errorf("not confirmed by a Redis replica (failing over?), so not reported as enqueued: %w", err)
+	}
 }
 
 // readOrders reads app_id,order_no[,get_file] lines, reporting each bad
@@ -347,7 +404,7 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, _, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return err
 	}

@@ -26,7 +26,7 @@ import (
 // loadCompose loads docker-compose.yml the way `docker compose` does from
 // the repository root, with an empty environment so the file's defaults
 // are what is checked, whatever the shell running the tests has set.
-func loadCompose(t *testing.T) *types.Project {
+func loadCompose(t *testing.T, profiles ...string) *types.Project {
 	t.Helper()
 	root, err := filepath.Abs(filepath.Join("..", ".."))
 	if err != nil {
@@ -40,6 +40,7 @@ func loadCompose(t *testing.T) *types.Project {
 		cli.WithNormalization(true),
 		cli.WithConsistency(true),
 		cli.WithResolvedPaths(true),
+		cli.WithProfiles(profiles),
 	)
 	if err != nil {
 		t.Fatalf("cli.NewProjectOptions: %v", err)
@@ -369,4 +370,93 @@ func dockerfileFinalStage(t *testing.T, path string) (from, user, entrypoint str
 		t.Fatal(err)
 	}
 	return from, user, entrypoint
+}
+
+// TestComposeHAProfile checks the optional profile "ha": a Redis master, a
+// replica of it, three sentinels monitoring it under the name worker-ha's
+// URL gives, and worker-ha reaching Redis through those sentinels only.
+// Without the profile none of it starts.
+func TestComposeHAProfile(t *testing.T) {
+	t.Parallel()
+	ha := []string{"redis-ha-master", "redis-ha-replica", "sentinel-1", "sentinel-2", "sentinel-3", "worker-ha"}
+	plain := loadCompose(t)
+	for _, name := range ha {
+		if _, ok := plain.Services[name]; ok {
+			t.Errorf("services[%q] starts without --profile ha", name)
+		}
+	}
+
+	p := loadCompose(t, "ha")
+	for _, name := range ha {
+		if s := service(t, p, name); !slices.Equal(s.Profiles, []string{"ha"}) {
+			t.Errorf("services[%q].profiles = %q, want [ha]", name, s.Profiles)
+		}
+	}
+	master := service(t, p, "redis-ha-master")
+	if master.HealthCheck == nil || len(master.HealthCheck.Test) == 0 {
+		t.Errorf("redis-ha-master has no health check")
+	}
+	replica := service(t, p, "redis-ha-replica")
+	if i := slices.Index(replica.Command, "--replicaof"); i < 0 || i+2 >= len(replica.Command) ||
+		replica.Command[i+1] != "redis-ha-master" || replica.Command[i+2] != "6379" {
+		t.Errorf("redis-ha-replica.command = %q, want --replicaof redis-ha-master 6379", replica.Command)
+	}
+
+	w := service(t, p, "worker-ha")
+	c, err := LoadConfig(environ(w))
+	if err != nil {
+		t.Fatalf("LoadConfig(worker-ha.environment) = %v, want no error", err)
+	}
+	if err := c.requireWorker(); err != nil {
+		t.Errorf("LoadConfig(worker-ha.environment).requireWorker() = %v, want nil", err)
+	}
+	if !c.redis.Sentinel() {
+		t.Fatalf("worker-ha FACESYNC_REDIS_URL = %q, want redis-sentinel://", c.RedisURL)
+	}
+	var sentinels []string
+	for _, a := range c.redis.Addrs {
+		host, port, _ := strings.Cut(a, ":")
+		sentinels = append(sentinels, host)
+		if port != "26379" {
+			t.Errorf("worker-ha dials sentinel %s, want port 26379", a)
+		}
+		if d, ok := w.DependsOn[host]; !ok || d.Condition != types.ServiceConditionHealthy {
+			t.Errorf("worker-ha.depends_on[%q] = %+v (present %v), want condition healthy", host, d, ok)
+		}
+	}
+	if !slices.Equal(sentinels, []string{"sentinel-1", "sentinel-2", "sentinel-3"}) {
+		t.Errorf("worker-ha sentinels = %q, want sentinel-1, sentinel-2, sentinel-3", sentinels)
+	}
+	if got := w.GetScale(); got != 2 {
+		t.Errorf("worker-ha.GetScale() = %d, want 2", got)
+	}
+	// The same stack otherwise: provider, bucket and apps of the worker.
+	plainC, err := LoadConfig(environ(service(t, p, "worker")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.IdascURL != plainC.IdascURL || c.S3Bucket != plainC.S3Bucket || c.S3Endpoint != plainC.S3Endpoint || !maps.Equal(c.Apps, plainC.Apps) {
+		t.Errorf("worker-ha's provider, bucket or apps differ from worker's")
+	}
+
+	// Each sentinel runs in sentinel mode, on the port dialled, monitoring
+	// the master under worker-ha's master name with quorum 2.
+	monitor := "sentinel monitor " + c.redis.MasterName + " redis-ha-master 6379 2"
+	for _, name := range sentinels {
+		s := service(t, p, name)
+		script := strings.Join(s.Command, " ")
+		for _, want := range []string{"port 26379", "sentinel resolve-hostnames yes", monitor, "--sentinel"} {
+			if !strings.Contains(script, want) {
+				t.Errorf("services[%q].command = %q, want it to hold %q", name, s.Command, want)
+			}
+		}
+		if s.HealthCheck == nil || !slices.Contains(s.HealthCheck.Test, "26379") {
+			t.Errorf("services[%q].healthcheck = %+v, want redis-cli -p 26379 ping", name, s.HealthCheck)
+		}
+		for _, dep := range []string{"redis-ha-master", "redis-ha-replica"} {
+			if _, ok := s.DependsOn[dep]; !ok {
+				t.Errorf("services[%q].depends_on lacks %q", name, dep)
+			}
+		}
+	}
 }

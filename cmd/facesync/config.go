@@ -10,20 +10,20 @@ import (
 	"strings"
 	"time"
 
-	"github.com/hibiken/asynq"
-
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/worker"
 	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/pacing"
+	"github.com/facesync/facesync/worker/redisconn"
 )
 
 // Config is facesync's configuration from the environment (CONTRACT.md
 // section 8). Each field names its variable.
 type Config struct {
 	RedisURL            string            // FACESYNC_REDIS_URL
+	RedisCAFile         string            // FACESYNC_REDIS_CA_FILE
 	Apps                map[string]string // FACESYNC_APPS, FACESYNC_APPS_FILE: app id -> secret
 	IdascURL            string            // FACESYNC_IDASC_URL
 	S3Bucket            string            // FACESYNC_S3_BUCKET
@@ -60,6 +60,8 @@ type Config struct {
 	S3ReceiptPrefix     string            // FACESYNC_S3_RECEIPT_PREFIX
 	S3MultipartCleanup  string            // FACESYNC_S3_MULTIPART_CLEANUP
 	ProviderRate        int               // FACESYNC_PROVIDER_RATE
+
+	redis *redisconn.Config // RedisURL and RedisCAFile parsed: every Redis connection is built from it
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -77,7 +79,8 @@ func (e *configError) Error() string { return e.name + ": " + e.msg }
 func LoadConfig(getenv func(string) string) (*Config, error) {
 	r := envReader{getenv: getenv}
 	c := &Config{
-		RedisURL:            r.str("FACESYNC_REDIS_URL", "redis://127.0.0.1:6379/0"),
+		RedisURL:            r.str(redisconn.EnvURL, redisconn.DefaultURL),
+		RedisCAFile:         r.str(redisconn.EnvCAFile, ""),
 		IdascURL:            r.str("FACESYNC_IDASC_URL", "https://idasc.webank.com"),
 		S3Bucket:            r.str("FACESYNC_S3_BUCKET", ""),
 		S3Endpoint:          r.str("FACESYNC_S3_ENDPOINT", ""),
@@ -118,9 +121,17 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	if r.err != nil {
 		return nil, r.err
 	}
-	if u, err := url.Parse(c.RedisURL); err != nil || (u.Scheme != "redis" && u.Scheme != "rediss") || u.Host == "" {
-		return nil, &configError{"FACESYNC_REDIS_URL", "want redis://host:port/db or rediss://..."}
+	rc, err := redisconn.Parse(c.RedisURL, c.RedisCAFile)
+	var rce *redisconn.ConfigError
+	if errors.As(err, &rce) {
+		return nil, &configError{rce.Var, rce.Msg}
+	} else if err != nil {
+		return nil, &configError{redisconn.EnvURL, err.Error()}
 	}
+	// The pool is shared with asynq's servers: room for every task in
+	// flight, plus the ticket cache and asynq's housekeeping.
+	rc.PoolSize = c.Concurrency + c.EvidenceConcurrency + 20
+	c.redis = rc
 	if u, err := url.Parse(c.IdascURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &configError{"FACESYNC_IDASC_URL", "want an http:// or https:// base URL"}
 	}
@@ -139,7 +150,7 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 		return nil, &configError{"FACESYNC_PROVIDER_RATE", err.Error()}
 	}
 	var we *worker.ConfigError
-	if err := c.workerConfig(nil, nil).Validate(); errors.As(err, &we) {
+	if err := c.workerConfig(nil).Validate(); errors.As(err, &we) {
 		return nil, &configError{workerVars[we.Field], we.Msg}
 	}
 	if err := c.checkLifecycle(); err != nil {
@@ -173,11 +184,10 @@ func (c *Config) storageConfig() storage.Config {
 	}
 }
 
-// workerConfig is the worker's configuration on the asynq connection
-// aopt, for apps.
-func (c *Config) workerConfig(aopt asynq.RedisConnOpt, apps []string) worker.Config {
+// workerConfig is the worker's configuration for apps.
+func (c *Config) workerConfig(apps []string) worker.Config {
 	return worker.Config{
-		Redis: aopt, Apps: apps,
+		Apps: apps, WaitReplica: c.redis != nil && c.redis.Sentinel(),
 		Concurrency: c.Concurrency, EvidenceConcurrency: c.EvidenceConcurrency,
 		EvidenceDelay: c.EvidenceDelay, ShutdownTimeout: c.ShutdownTimeout,
 		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,

@@ -19,7 +19,6 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3afero"
-	"github.com/redis/go-redis/v9"
 	"github.com/spf13/afero"
 
 	"github.com/facesync/facesync/storage"
@@ -131,8 +130,10 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 		return err
 	}
 
-	client := asynq.NewClient(asynq.RedisClientOpt{Addr: mr.Addr()})
-	defer client.Close()
+	// Built like every other Redis connection, from the parsed URL.
+	rdb := c.redis.NewClient()
+	defer rdb.Close()
+	client := asynq.NewClientFromRedisClient(rdb)
 	for _, o := range demoOrders {
 		p := tasks.FetchResult{AppID: demoAppID, OrderNo: o.orderNo}
 		if o.orderNo == "demo-decision-only" {
@@ -146,8 +147,6 @@ func (m *Main) runDemo(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintln(m.Stdout)
 
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	defer rdb.Close()
 	store, err := orderstore.New(rdb, orderstore.Config{TTL: c.DecisionTTL})
 	if err != nil {
 		stopWorker()

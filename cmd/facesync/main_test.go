@@ -335,7 +335,10 @@ func TestExitCodes(t *testing.T) {
 		{"status of nothing", nil, []string{"status", "--app-id", testApp, "--order-no", "none"}, 1, "no decision record"},
 		{"verify of nothing", nil, []string{"verify", "--app-id", testApp, "--order-no", "none"}, 1, "no manifest"},
 		{"enqueue bad get_file", nil, []string{"enqueue", "--app-id", testApp, "--order-no", "o", "--get-file", "5"}, 2, "get_file"},
-		{"redis unreachable", map[string]string{"FACESYNC_REDIS_URL": "redis://127.0.0.1:1/0"}, []string{"status", "--app-id", testApp, "--order-no", "o"}, 2, "redis unreachable"},
+		{"redis unreachable", map[string]string{"FACESYNC_REDIS_URL": "redis://127.0.0.1:1/0"}, []string{"status", "--app-id", testApp, "--order-no", "o"}, 2, "unreachable (FACESYNC_REDIS_URL)"},
+		{"redis cluster", map[string]string{"FACESYNC_REDIS_URL": "redis-cluster://127.0.0.1:7000/0"}, []string{"status", "--app-id", testApp, "--order-no", "o"}, 2, "FACESYNC_REDIS_URL: Redis Cluster is not supported"},
+		{"sentinel without master", map[string]string{"FACESYNC_REDIS_URL": "redis-sentinel://127.0.0.1:26379/0"}, []string{"worker"}, 2, "FACESYNC_REDIS_URL: redis-sentinel:// needs ?master=NAME"},
+		{"missing CA file", map[string]string{"FACESYNC_REDIS_URL": "rediss://127.0.0.1:1/0", "FACESYNC_REDIS_CA_FILE": "/nonexistent/ca.pem"}, []string{"status", "--app-id", testApp, "--order-no", "o"}, 2, "FACESYNC_REDIS_CA_FILE: cannot read /nonexistent/ca.pem"},
 		{"worker without apps", map[string]string{"FACESYNC_APPS": ""}, []string{"worker"}, 2, "FACESYNC_APPS"},
 		{"worker without bucket", map[string]string{"FACESYNC_S3_BUCKET": ""}, []string{"worker"}, 2, "FACESYNC_S3_BUCKET"},
 		{"short evidence delay", map[string]string{"FACESYNC_EVIDENCE_DELAY": "500ms"}, []string{"worker"}, 2, "FACESYNC_EVIDENCE_DELAY"},
@@ -347,7 +350,7 @@ func TestExitCodes(t *testing.T) {
 		{"rate not a whole number", map[string]string{"FACESYNC_PROVIDER_RATE": "20/s"}, []string{"worker"}, 2, "FACESYNC_PROVIDER_RATE: \"20/s\" is not a whole number"},
 		{"negative rate", map[string]string{"FACESYNC_PROVIDER_RATE": "-1"}, []string{"worker"}, 2, "FACESYNC_PROVIDER_RATE"},
 		{"rate too high", map[string]string{"FACESYNC_PROVIDER_RATE": "2000000"}, []string{"worker"}, 2, "FACESYNC_PROVIDER_RATE: pacing: rate 2000000"},
-		{"worker with redis down", map[string]string{"FACESYNC_REDIS_URL": "redis://127.0.0.1:1/0"}, []string{"worker"}, 2, "redis unreachable"},
+		{"worker with redis down", map[string]string{"FACESYNC_REDIS_URL": "redis://127.0.0.1:1/0"}, []string{"worker"}, 2, "unreachable (FACESYNC_REDIS_URL)"},
 		{"worker with bucket missing", map[string]string{"FACESYNC_S3_BUCKET": "no-such-bucket"}, []string{"worker"}, 2, "evidence bucket unreachable"},
 	}
 	for _, tt := range tests {

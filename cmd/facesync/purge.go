@@ -96,7 +96,7 @@ func (m *Main) runPurge(ctx context.Context, args []string) error {
 	if err := pingSink(ctx, sink); err != nil {
 		return infraErr(err)
 	}
-	rdb, aopt, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return err
 	}
@@ -105,8 +105,7 @@ func (m *Main) runPurge(ctx context.Context, args []string) error {
 	if err != nil {
 		return usageErr("%v", err)
 	}
-	insp := asynq.NewInspector(aopt)
-	defer insp.Close()
+	insp := asynq.NewInspectorFromRedisClient(rdb) // shares rdb: closed with it
 	p := &purger{m: m, c: c, sink: sink, store: store, insp: insp, reason: *reason, operator: *operator, bypass: *bypass}
 
 	var refused []string
@@ -382,7 +381,7 @@ func payloadNames(payload []byte, o orderRef) bool {
 // the possibilities. Redis trouble leaves the possibilities.
 func (m *Main) noEvidenceReason(ctx context.Context, c *Config, appID, orderNo string) string {
 	const unknown = "its evidence is not stored: never stored, expired under the retention rule, or purged"
-	rdb, _, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return unknown
 	}

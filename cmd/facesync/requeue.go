@@ -46,12 +46,12 @@ func (m *Main) runRequeue(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, aopt, err := connectRedis(ctx, c)
+	rdb, err := connectRedis(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	n, err := worker.Requeue(ctx, rdb, aopt, f, func(r worker.Revival) {
+	n, err := worker.Requeue(ctx, rdb, f, func(r worker.Revival) {
 		if r.Outcome == worker.OutcomeRequeued {
 			fmt.Fprintf(m.Stdout, "requeued %s %s:%s (queue %s)\n", r.Type, r.AppID, r.OrderNo, r.Queue)
 			return

@@ -125,7 +125,7 @@ func TestReconcileIntervalConfig(t *testing.T) {
 		}
 		return ""
 	})
-	if err != nil || c.workerConfig(nil, nil).ReconcileInterval != 5*time.Second {
+	if err != nil || c.workerConfig(nil).ReconcileInterval != 5*time.Second {
 		t.Errorf("FACESYNC_RECONCILE_INTERVAL=5s: %+v, %v", c, err)
 	}
 	st := &stack{env: map[string]string{"FACESYNC_RECONCILE_INTERVAL": "soon", "FACESYNC_APPS": testApp + "=x", "FACESYNC_S3_BUCKET": "b"}}

@@ -11,12 +11,12 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/hibiken/asynq"
 	"github.com/redis/go-redis/v9"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
 	"github.com/facesync/facesync/storage"
+	"github.com/facesync/facesync/worker/redisconn"
 )
 
 // newLogger builds the zap logger FACESYNC_LOG_FORMAT and _LEVEL ask for.
@@ -43,9 +43,11 @@ var libraryLogsOnce sync.Once
 // routeLibraryLogs sends go-redis's own logs and the standard logger (the
 // S3 transfer manager writes there) through zap. Both are process-wide, so
 // the first worker of a process sets them.
-func routeLibraryLogs(log *zap.Logger) {
+func routeLibraryLogs(log *zap.Logger, burst *redisconn.BurstLog) {
 	libraryLogsOnce.Do(func() {
-		redis.SetLogger(redisLogger{log.Named("redis").Sugar()})
+		// Dial failures during a failover come once per pooled
+		// connection: one line per burst instead.
+		redis.SetLogger(burst.RedisLogger(redisLogger{log.Named("redis").Sugar()}))
 		zap.RedirectStdLog(log.Named("stdlog"))
 	})
 }
@@ -56,33 +58,23 @@ type redisLogger struct{ s *zap.SugaredLogger }
 
 func (l redisLogger) Printf(_ context.Context, format string, v ...any) { l.s.Warnf(format, v...) }
 
-// redisClients returns a go-redis client and the asynq connection for the
-// same FACESYNC_REDIS_URL.
-func redisClients(c *Config) (*redis.Client, asynq.RedisClientOpt, error) {
-	opt, err := redis.ParseURL(c.RedisURL)
+// connectRedis returns the process's one Redis client, built from the
+// parsed FACESYNC_REDIS_URL (a single node, or the master that Sentinel
+// names, followed across failovers), once a writable master answered
+// within a few seconds. Everything of the process uses it: the order
+// store, the ticket cache, and asynq's servers, client and inspector
+// through asynq.New*FromRedisClient. Sharing gives one pool sized for
+// every task in flight (Config.redis.PoolSize) and one Sentinel
+// subscription per process that moves every user at once, where asynq's
+// own connection options would open a pool and a Sentinel watcher for
+// each server, client and inspector. asynq then never closes the client:
+// the caller does, after the servers stopped.
+func connectRedis(ctx context.Context, c *Config) (*redis.Client, error) {
+	rdb, err := c.redis.Connect(ctx, 5*time.Second)
 	if err != nil {
-		return nil, asynq.RedisClientOpt{}, &configError{"FACESYNC_REDIS_URL", "want redis://host:port/db or rediss://..."}
+		return nil, infraErr(err)
 	}
-	aopt := asynq.RedisClientOpt{
-		Addr: opt.Addr, Username: opt.Username, Password: opt.Password, DB: opt.DB, TLSConfig: opt.TLSConfig,
-	}
-	return redis.NewClient(opt), aopt, nil
-}
-
-// connectRedis returns the clients of redisClients once Redis answered,
-// within a few seconds.
-func connectRedis(ctx context.Context, c *Config) (*redis.Client, asynq.RedisClientOpt, error) {
-	rdb, aopt, err := redisClients(c)
-	if err != nil {
-		return nil, aopt, usageErr("%v", err)
-	}
-	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if err := rdb.Ping(ctx).Err(); err != nil {
-		_ = rdb.Close()
-		return nil, aopt, infraErr(fmt.Errorf("redis unreachable (FACESYNC_REDIS_URL): %v", err))
-	}
-	return rdb, aopt, nil
+	return rdb, nil
 }
 
 // newS3Client builds the S3 client from FACESYNC_S3_* and the AWS default

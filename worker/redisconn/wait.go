@@ -49,6 +49,11 @@ type Conner interface {
 // It returns ErrNotReplicated when no replica acknowledges within timeout,
 // and the Redis error (IsFailover) when the master cannot be reached.
 func WaitReplica(ctx context.Context, rdb Conner, timeout time.Duration, mustExist ...string) error {
+	return waitReplicas(ctx, rdb, 1, timeout, mustExist...)
+}
+
+// waitReplicas is WaitReplica for n replicas.
+func waitReplicas(ctx context.Context, rdb Conner, n int, timeout time.Duration, mustExist ...string) error {
 	if timeout <= 0 {
 		timeout = time.Second // WAIT's 0 would block for ever
 	}
@@ -69,11 +74,11 @@ func WaitReplica(ctx context.Context, rdb Conner, timeout time.Duration, mustExi
 	if exists != nil && exists.Val() != int64(len(mustExist)) {
 		return ErrLost
 	}
-	n, err := cn.Wait(ctx, 1, timeout).Result()
+	got, err := cn.Wait(ctx, n, timeout).Result()
 	if err != nil {
 		return fmt.Errorf("replica wait: %w", err)
 	}
-	if n < 1 {
+	if got < int64(n) {
 		return ErrNotReplicated
 	}
 	return nil

@@ -47,7 +47,7 @@ const (
 // Options shape an Env. Zero values give a started worker with
 // concurrency 10 and a 2 s shutdown timeout.
 type Options struct {
-	Config    worker.Config                 // Redis and Apps are set by New
+	Config    worker.Config                 // Apps is set by New
 	Scenarios map[string]idasctest.Scenario // by order number
 	Clock     *Clock                        // shared by the fake provider and the ticket cache; nil: real time
 	NoStart   bool                          // build the worker without starting its servers
@@ -65,6 +65,8 @@ type Options struct {
 	// ProviderOptions configure the provider client every worker of the
 	// environment shares, such as an HTTP client that records the calls.
 	ProviderOptions []idasc.Option
+	// Confirm is the worker's Deps.Confirm (with Config.WaitReplica).
+	Confirm func(ctx context.Context, keys ...string) error
 }
 
 // Env is one test's real parts: its own Redis database, fake provider,
@@ -135,7 +137,6 @@ func New(t testing.TB, o Options) *Env {
 	e.Logs = logs
 	ropt := asynq.RedisClientOpt{Addr: e.DB.Addr, DB: e.DB.DB}
 	cfg := o.Config
-	cfg.Redis = ropt
 	cfg.Apps = []string{AppID}
 	if cfg.Concurrency == 0 {
 		cfg.Concurrency = 10
@@ -151,7 +152,7 @@ func New(t testing.TB, o Options) *Env {
 	e.Registry = prometheus.NewRegistry()
 	e.Worker, err = worker.New(cfg, worker.Deps{
 		Redis: e.DB.Client, Provider: provider, Tickets: e.Tickets, Sink: e.Sink,
-		Logger: zap.New(core), Registerer: e.Registry, Pacer: e.Pacer, Tracer: o.Tracer,
+		Logger: zap.New(core), Registerer: e.Registry, Pacer: e.Pacer, Tracer: o.Tracer, Confirm: o.Confirm,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -31,6 +31,7 @@ import (
 	"github.com/facesync/facesync/cmd/facesync/audit"
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/redisconn"
 	"github.com/facesync/facesync/worker/tracing"
 )
 
@@ -100,11 +101,13 @@ type Deps struct {
 	Links    Linker
 	// Purged is the purge-marker check; nil means no order is ever purged.
 	Purged PurgedFunc
-	// Replicated, when set, is called after an order is enqueued (or found
-	// queued) and before it is acknowledged with 202: in Sentinel mode
-	// WaitReplicas, so that an acknowledged order survives a failover. An
-	// error answers 503 (a retry is harmless).
-	Replicated func(ctx context.Context) error
+	// Replicated, when set, is called with the order's task key after it
+	// is enqueued (or found queued) and before it is acknowledged with
+	// 202: in Sentinel mode the Confirmer (redisconn), so that an
+	// acknowledged order survives a failover. redisconn.ErrLost (the task
+	// is not on the current master) enqueues it again, a few times; any
+	// other error answers 503 (a retry is harmless).
+	Replicated func(ctx context.Context, keys ...string) error
 	// Logger gets one access line per request; nil logs nothing.
 	Logger *zap.Logger
 	// Audit gets the evidence_link audit events; it must log at info
@@ -525,6 +528,10 @@ func (s *Server) record(ctx context.Context, w http.ResponseWriter, appID, order
 	return rec, raw, true, true
 }
 
+// maxLost bounds how often one POST enqueues an order again that a
+// failover lost.
+const maxLost = 2
+
 // postOrder is POST /v1/orders.
 func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 	if methodNotAllowed(w, r, http.MethodPost) {
@@ -564,6 +571,8 @@ func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 		writeRaw(w, http.StatusOK, raw)
 		return
 	}
+	lost := 0
+enqueue:
 	dup, err := tasks.Enqueue(ctx, s.d.Enqueuer, p, tasks.Headers(tracing.Inject(ctx)))
 	if err != nil {
 		s.unavailable(w, "enqueue", err)
@@ -584,9 +593,13 @@ func (s *Server) postOrder(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if s.d.Replicated != nil {
-		if err := s.d.Replicated(ctx); err != nil {
-			s.unavailable(w, "replication", err)
-			return
+		if err := s.d.Replicated(ctx, redisconn.TaskKey(tasks.QueueResult, tasks.TaskID(p.AppID, p.OrderNo))); err != nil {
+			if !errors.Is(err, redisconn.ErrLost) || lost >= maxLost {
+				s.unavailable(w, "replication", err)
+				return
+			}
+			lost++
+			goto enqueue // a failover took the task with the old master
 		}
 	}
 	s.metrics.enqueued(dup)

@@ -23,6 +23,7 @@ import (
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/ticketcache/ticketcachetest"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/redisconn"
 )
 
 // record returns a decided record for an order, as the worker writes it.
@@ -685,7 +686,9 @@ func TestWaitReplicas(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	b := setup(t, options{rdb: mc, aopt: asynq.RedisClientOpt{Addr: master.Addr},
-		replicated: api.WaitReplicas(mc, 1, 2*time.Second)})
+		replicated: func(ctx context.Context, keys ...string) error {
+			return redisconn.WaitReplica(ctx, mc, 2*time.Second, keys...)
+		}})
 	if r := b.post(t, b.keyOne, `{"app_id":"TIDA0001","order_no":"r1"}`); r.status != 202 {
 		t.Fatalf("POST = %v, want 202", r)
 	}

@@ -70,7 +70,7 @@ type options struct {
 	// discardLogs encodes the access log as JSON to io.Discard, as in
 	// production but unobserved (benchmarks).
 	discardLogs bool
-	replicated  func(context.Context) error
+	replicated  func(ctx context.Context, keys ...string) error
 	tracer      trace.TracerProvider
 }
 

@@ -85,6 +85,10 @@ type stack struct {
 
 	mu       sync.Mutex
 	nworkers int // workers started, for their names
+
+	// redisEnv, when set, replaces FACESYNC_REDIS_URL of redis in the
+	// workers' environment (a Sentinel or TLS deployment instead).
+	redisEnv []string
 }
 
 // newStack starts Redis (with redisArgs), the S3 server and the fake
@@ -118,8 +122,11 @@ func newStack(t *testing.T, app string, redisArgs ...string) *stack {
 // env is a worker's environment: nothing of the test process's own, so
 // that no FACESYNC_ or AWS_ variable of the machine leaks in.
 func (s *stack) env(extra ...string) []string {
-	env := append(workertest.CleanEnv(s.t.TempDir()),
-		"FACESYNC_REDIS_URL=redis://"+s.redis.Addr+"/0",
+	redisEnv := s.redisEnv
+	if redisEnv == nil {
+		redisEnv = []string{"FACESYNC_REDIS_URL=redis://" + s.redis.Addr + "/0"}
+	}
+	env := append(append(workertest.CleanEnv(s.t.TempDir()), redisEnv...),
 		"FACESYNC_APPS="+s.app+"="+s.secret,
 		"FACESYNC_IDASC_URL="+s.prov.URL,
 		"FACESYNC_S3_BUCKET="+s.s3.Bucket,

@@ -5,7 +5,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
@@ -50,7 +49,8 @@ func BenchmarkDecisionInProcess(b *testing.B) {
 // `facesync worker`; closeAll releases what it opened besides the worker.
 func (s *stack) inProcessWorker(b *testing.B) (w *worker.Worker, closeAll func()) {
 	b.Helper()
-	rdb := redis.NewClient(&redis.Options{Addr: s.redis.Addr})
+	// The worker shares this pool with asynq: room for every task in flight.
+	rdb := redis.NewClient(&redis.Options{Addr: s.redis.Addr, PoolSize: worker.DefaultConcurrency + worker.DefaultEvidenceConcurrency + 20})
 	provider := idasc.New(s.fake.URL)
 	reg := prometheus.NewRegistry()
 	tickets, err := ticketcache.New(rdb, ticketcache.Options{
@@ -71,7 +71,7 @@ func (s *stack) inProcessWorker(b *testing.B) (w *worker.Worker, closeAll func()
 	if err != nil {
 		b.Fatalf("storage.NewS3: %v", err)
 	}
-	w, err = worker.New(worker.Config{Redis: asynq.RedisClientOpt{Addr: s.redis.Addr}, Apps: []string{appID}},
+	w, err = worker.New(worker.Config{Apps: []string{appID}},
 		worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Registerer: reg})
 	if err != nil {
 		b.Fatalf("worker.New: %v", err)
