@@ -21,6 +21,7 @@ import (
 	"github.com/facesync/facesync/ticketcache"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/webhook"
 )
 
 // Provider is what the worker calls of the provider client (*idasc.Client).
@@ -53,6 +54,9 @@ type Config struct {
 	// due scheduled ones (50ms): it sets the decision latency at low load
 	// and the precision of the evidence delay.
 	PollInterval time.Duration
+	// Webhooks are the apps' webhooks and their delivery settings
+	// (FACESYNC_WEBHOOKS_FILE, FACESYNC_WEBHOOK_WAIT, ...; section 11).
+	Webhooks webhook.Config
 }
 
 // Defaults of Config.
@@ -110,6 +114,10 @@ func (c Config) Validate() error {
 	case c.PollInterval != 0 && c.PollInterval < MinPollInterval:
 		return bad("PollInterval", "poll interval %v is below %v", c.PollInterval, MinPollInterval)
 	}
+	var we *webhook.ConfigError
+	if err := c.Webhooks.Validate(); errors.As(err, &we) {
+		return bad("Webhooks."+we.Field, "%s", we.Msg)
+	}
 	return nil
 }
 
@@ -140,6 +148,7 @@ func (c *Config) setDefaults() error {
 		c.MaxEvidenceBytes = DefaultMaxEvidenceBytes
 	}
 	def(&c.PollInterval, DefaultPollInterval)
+	c.Webhooks = c.Webhooks.WithDefaults()
 	return nil
 }
 
@@ -177,6 +186,7 @@ type Worker struct {
 
 	decisions *asynq.Server
 	evidence  *asynq.Server
+	hooks     *webhooks // deliveries of queue facesync_webhook, on a server of their own
 }
 
 // New checks the configuration and builds a worker; it starts nothing.
@@ -197,7 +207,11 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	if err != nil {
 		return nil, fmt.Errorf("worker: register metrics: %w", err)
 	}
-	store, err := orderstore.New(d.Redis, orderstore.Config{TTL: cfg.DecisionTTL})
+	hooks, err := newWebhooks(cfg.Webhooks, d.Registerer, d.Now)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	store, err := orderstore.New(d.Redis, orderstore.Config{TTL: cfg.DecisionTTL, EventsFunc: hooks.has})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
@@ -212,6 +226,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		log:      d.Logger,
 		m:        m,
 		now:      d.Now,
+		hooks:    hooks,
 	}
 	for _, a := range cfg.Apps {
 		w.apps[a] = true
@@ -271,6 +286,11 @@ func (w *Worker) Start() error {
 		w.decisions.Shutdown()
 		return fmt.Errorf("start evidence server: %w", err)
 	}
+	if err := w.startWebhooks(); err != nil {
+		w.decisions.Shutdown()
+		w.evidence.Shutdown()
+		return err
+	}
 	return nil
 }
 
@@ -287,6 +307,7 @@ func (w *Worker) Shutdown() {
 const cleanupGrace = 5 * time.Second
 
 func (w *Worker) shutdown() {
+	defer w.stopWebhooks()() // beside the other servers, waited for at the end
 	if w.decisions != nil {
 		deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 		// Stop blocks while a processor sleeps on an empty queue: stop

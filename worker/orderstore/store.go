@@ -22,6 +22,14 @@
 //	get_file      get_file of the order that wrote the record, while evidence is pending
 //	file:photo    JSON of the stored photo (storage.File), once uploaded
 //	file:video    JSON of the stored video
+//	event:decision  the record JSON as it stood at the decision event while it is due; "delivered" once delivered
+//	event:evidence  the same for the evidence event
+//
+// Events are marked due only for apps whose webhooks are on
+// (Config.EventsFunc), in the same script as the transition that causes
+// them; events.go holds their scripts, and the fleet-wide due set
+// facesync:events_due (EventsDueKey) that lets a sweep find events whose
+// delivery task a crash kept from being queued.
 //
 // # Scripts
 //
@@ -34,6 +42,11 @@
 //	rejectScript    CountRejected                    record, state   field, generation, TTL ms
 //	fileScript      NoteFile                         record, state   field, file JSON, TTL ms
 //	casScript       UpdateEvidence (compare-and-set) record          expected JSON, new JSON
+//	evidenceDueScript UpdateEvidence, pending to final, marking the evidence event due: record, state, due set; expected, new, now ms, member
+//	deliveredScript MarkDelivered                    state, due set  field, member
+//
+// decideScript takes the due set as its last KEYS entry and marks the
+// decision event due when ARGV[4] (now ms) is set.
 //
 // Reads (Get, State) are single commands. Delete removes both keys.
 package orderstore
@@ -89,6 +102,10 @@ type Config struct {
 	// TTL is the lifetime of a record and its bookkeeping; zero means
 	// DefaultTTL.
 	TTL time.Duration
+	// EventsFunc tells which apps' transitions mark webhook events due
+	// (those with a webhook); nil: none. Marking costs a copy of the
+	// record in the bookkeeping, so apps without webhooks pay nothing.
+	EventsFunc func(appID string) bool
 }
 
 // Validate checks c, with zero values standing for the defaults.
@@ -101,8 +118,9 @@ func (c Config) Validate() error {
 
 // Store reads and changes orders in Redis.
 type Store struct {
-	rdb redis.UniversalClient
-	ttl time.Duration
+	rdb        redis.UniversalClient
+	ttl        time.Duration
+	eventsFunc func(appID string) bool
 }
 
 // New returns a Store on rdb.
@@ -116,7 +134,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = DefaultTTL
 	}
-	return &Store{rdb: rdb, ttl: cfg.TTL}, nil
+	return &Store{rdb: rdb, ttl: cfg.TTL, eventsFunc: cfg.EventsFunc}, nil
 }
 
 // keepTTL is the prologue of every script that writes the bookkeeping
@@ -140,6 +158,8 @@ end
 // ARGV[1] -> record JSON
 // ARGV[2] -> TTL in ms
 // ARGV[3] -> get_file to remember while evidence is pending (empty: none)
+// ARGV[4] -> now, Unix ms, to mark the decision event due; empty: no event
+// ARGV[5] -> the event's member of the due set (KEYS[#KEYS])
 //
 // Output: {1, ARGV[1], ARGV[3]} when written; {0, stored record, the
 // remembered get_file, maybe empty} when a record existed.
@@ -148,6 +168,10 @@ local cur = redis.call('GET', KEYS[1])
 if cur then return {0, cur, redis.call('HGET', KEYS[2], 'get_file') or ''} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'get_file', ARGV[3]) end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], 'event:decision', ARGV[1])
+  redis.call('ZADD', KEYS[#KEYS], ARGV[4], ARGV[5])
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return {1, ARGV[1], ARGV[3]}`)
 
@@ -267,8 +291,12 @@ func (s *Store) Decide(ctx context.Context, rec *Record, getFile string) (*Decid
 		getFile = ""
 	}
 	key := RecordKey(rec.AppID, rec.OrderNo)
-	v, err := decideScript.Run(ctx, s.rdb, []string{key, stateKey(rec.AppID, rec.OrderNo)},
-		b, s.ttl.Milliseconds(), getFile).Slice()
+	dueMs := ""
+	if s.marksEvents(rec.AppID) {
+		dueMs = strconv.FormatInt(time.Now().UnixMilli(), 10)
+	}
+	v, err := decideScript.Run(ctx, s.rdb, []string{key, stateKey(rec.AppID, rec.OrderNo), EventsDueKey},
+		b, s.ttl.Milliseconds(), getFile, dueMs, eventMember(rec.AppID, rec.OrderNo, EventDecision)).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("write decision record: %w", err)
 	}
@@ -385,6 +413,7 @@ func (s *Store) UpdateEvidence(ctx context.Context, appID, orderNo string, fn fu
 		if err != nil {
 			return nil, nil, err
 		}
+		wasPending := !r.Final()
 		if !fn(&r.Evidence) {
 			return r, cur, nil
 		}
@@ -395,7 +424,13 @@ func (s *Store) UpdateEvidence(ctx context.Context, appID, orderNo string, fn fu
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode decision record: %w", err)
 		}
-		v, err := casScript.Run(ctx, s.rdb, []string{key}, cur, next).Slice()
+		var v []any
+		if wasPending && r.Final() && s.marksEvents(appID) {
+			v, err = evidenceDueScript.Run(ctx, s.rdb, []string{key, stateKey(appID, orderNo), EventsDueKey},
+				cur, next, time.Now().UnixMilli(), eventMember(appID, orderNo, EventEvidence)).Slice()
+		} else {
+			v, err = casScript.Run(ctx, s.rdb, []string{key}, cur, next).Slice()
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("update evidence of %s: %w", key, err)
 		}
