@@ -199,7 +199,14 @@ func (w *Worker) webhookRetryDelay(n int, err error, t *asynq.Task) time.Duratio
 		return promptDelay
 	}
 	p, _ := tasks.ParseDeliverWebhook(t.Payload())
-	return w.hooks.cfg.RetryDelay(n, p.Since, w.now())
+	now := w.now()
+	d := w.hooks.cfg.RetryDelay(n, p.Since, now)
+	// asynq keeps a retry's time in whole seconds, truncated: round up, so
+	// the retry never runs before its delay.
+	if at := now.Add(d); at.Truncate(time.Second) != at {
+		d = at.Truncate(time.Second).Add(time.Second).Sub(now)
+	}
+	return d
 }
 
 // startWebhooks starts the server of queue facesync_webhook, when any app
