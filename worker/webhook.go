@@ -171,7 +171,7 @@ func (w *Worker) deliver(ctx context.Context, p tasks.DeliverWebhook, log *zap.L
 		return webhook.OutcomeDropped, fmt.Errorf("%v: %w", err, asynq.SkipRetry)
 	}
 	a, err := w.hooks.sender.Send(ctx, ep, id, p.Event, body)
-	log = log.With(zap.Int("http_status", a.Status), zap.Duration("request_duration", a.Duration))
+	log.Debug("webhook sent", zap.Int("http_status", a.Status), zap.Duration("request_duration", a.Duration), zap.Bool("delivered", a.Delivered))
 	if err == nil {
 		if _, merr := w.store.MarkDelivered(ctx, p.AppID, p.OrderNo, p.Event); merr != nil {
 			// Sent again on the retry: receivers drop a delivery id they saw.
