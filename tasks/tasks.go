@@ -297,7 +297,8 @@ type DeliverWebhook struct {
 	OrderNo string `json:"order_no"`
 	Event   string `json:"event"`
 	// Since is when the delivery's wait started: the event's time, or when
-	// an operator ran an archived delivery again. Zero: the first attempt.
+	// an operator ran an archived delivery again. The worker always sets
+	// it; without it only the retry budget ends the retries.
 	Since time.Time `json:"since,omitzero"`
 }
 

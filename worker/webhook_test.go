@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/tasks"
@@ -264,6 +265,15 @@ func TestWebhookCrashBeforeEnqueue(t *testing.T) {
 	t.Logf("delivered after the crash: %s %s", got[0].ID, got[0].Body.Record)
 	if n, err := b.Worker.EnqueueDueEvents(ctx, time.Now()); err != nil || n != 0 {
 		t.Errorf("second sweep = %d, %v, want 0: a delivered event is never enqueued again", n, err)
+	}
+	// A member whose order's state is gone (expired, purged) is dropped,
+	// so the due set stays bounded.
+	b.DB.Client.ZAdd(ctx, orderstore.EventsDueKey, redis.Z{Score: 1, Member: tasks.WebhookID(appID, "ord-gone", tasks.EventDecision)})
+	if n, err := b.Worker.EnqueueDueEvents(ctx, time.Now()); err != nil || n != 0 {
+		t.Errorf("sweep of a gone order = %d, %v, want 0", n, err)
+	}
+	if n := b.DB.Client.ZCard(ctx, orderstore.EventsDueKey).Val(); n != 0 {
+		t.Errorf("due set holds %d members after the sweep, want 0", n)
 	}
 }
 
