@@ -23,39 +23,41 @@ import (
 // Config is facesync's configuration from the environment (CONTRACT.md
 // section 8). Each field names its variable.
 type Config struct {
-	RedisURL            string             // FACESYNC_REDIS_URL
-	Apps                map[string]string  // FACESYNC_APPS, FACESYNC_APPS_FILE: app id -> secret
-	IdascURL            string             // FACESYNC_IDASC_URL
-	S3Bucket            string             // FACESYNC_S3_BUCKET
-	S3Endpoint          string             // FACESYNC_S3_ENDPOINT
-	S3Region            string             // FACESYNC_S3_REGION
-	S3Prefix            string             // FACESYNC_S3_PREFIX
-	S3PathStyle         bool               // FACESYNC_S3_PATH_STYLE
-	S3SSE               string             // FACESYNC_S3_SSE
-	S3KMSKeyID          string             // FACESYNC_S3_KMS_KEY_ID
-	S3LockMode          string             // FACESYNC_S3_LOCK_MODE
-	S3LockDays          int                // FACESYNC_S3_LOCK_DAYS
-	AWSAccessKeyID      string             // AWS_ACCESS_KEY_ID (else the AWS default chain)
-	AWSSecretAccessKey  string             // AWS_SECRET_ACCESS_KEY
-	AWSSessionToken     string             // AWS_SESSION_TOKEN
-	Concurrency         int                // FACESYNC_CONCURRENCY
-	EvidenceConcurrency int                // FACESYNC_EVIDENCE_CONCURRENCY
-	EvidenceDelay       time.Duration      // FACESYNC_EVIDENCE_DELAY
-	ShutdownTimeout     time.Duration      // FACESYNC_SHUTDOWN_TIMEOUT
-	HTTPAddr            string             // FACESYNC_HTTP_ADDR
-	LogFormat           string             // FACESYNC_LOG_FORMAT
-	LogLevel            string             // FACESYNC_LOG_LEVEL
-	DecisionTTL         time.Duration      // FACESYNC_DECISION_TTL
-	TicketMaxAge        time.Duration      // FACESYNC_TICKET_MAX_AGE
-	TicketSource        string             // FACESYNC_TICKET_SOURCE
-	ResultWait          time.Duration      // FACESYNC_RESULT_WAIT
-	EvidenceWait        time.Duration      // FACESYNC_EVIDENCE_WAIT
-	MaxEvidenceBytes    int64              // FACESYNC_MAX_EVIDENCE_BYTES
-	PollInterval        time.Duration      // FACESYNC_POLL_INTERVAL
-	WebhooksFile        string             // FACESYNC_WEBHOOKS_FILE
-	WebhookWait         time.Duration      // FACESYNC_WEBHOOK_WAIT
-	WebhookInsecure     bool               // FACESYNC_WEBHOOK_INSECURE
-	Webhooks            []webhook.Endpoint // parsed from WebhooksFile
+	RedisURL            string            // FACESYNC_REDIS_URL
+	Apps                map[string]string // FACESYNC_APPS, FACESYNC_APPS_FILE: app id -> secret
+	IdascURL            string            // FACESYNC_IDASC_URL
+	S3Bucket            string            // FACESYNC_S3_BUCKET
+	S3Endpoint          string            // FACESYNC_S3_ENDPOINT
+	S3Region            string            // FACESYNC_S3_REGION
+	S3Prefix            string            // FACESYNC_S3_PREFIX
+	S3PathStyle         bool              // FACESYNC_S3_PATH_STYLE
+	S3SSE               string            // FACESYNC_S3_SSE
+	S3KMSKeyID          string            // FACESYNC_S3_KMS_KEY_ID
+	S3LockMode          string            // FACESYNC_S3_LOCK_MODE
+	S3LockDays          int               // FACESYNC_S3_LOCK_DAYS
+	AWSAccessKeyID      string            // AWS_ACCESS_KEY_ID (else the AWS default chain)
+	AWSSecretAccessKey  string            // AWS_SECRET_ACCESS_KEY
+	AWSSessionToken     string            // AWS_SESSION_TOKEN
+	Concurrency         int               // FACESYNC_CONCURRENCY
+	EvidenceConcurrency int               // FACESYNC_EVIDENCE_CONCURRENCY
+	EvidenceDelay       time.Duration     // FACESYNC_EVIDENCE_DELAY
+	ShutdownTimeout     time.Duration     // FACESYNC_SHUTDOWN_TIMEOUT
+	HTTPAddr            string            // FACESYNC_HTTP_ADDR
+	LogFormat           string            // FACESYNC_LOG_FORMAT
+	LogLevel            string            // FACESYNC_LOG_LEVEL
+	DecisionTTL         time.Duration     // FACESYNC_DECISION_TTL
+	TicketMaxAge        time.Duration     // FACESYNC_TICKET_MAX_AGE
+	TicketSource        string            // FACESYNC_TICKET_SOURCE
+	ResultWait          time.Duration     // FACESYNC_RESULT_WAIT
+	EvidenceWait        time.Duration     // FACESYNC_EVIDENCE_WAIT
+	MaxEvidenceBytes    int64             // FACESYNC_MAX_EVIDENCE_BYTES
+	PollInterval        time.Duration     // FACESYNC_POLL_INTERVAL
+	WebhooksFile        string            // FACESYNC_WEBHOOKS_FILE
+	WebhookWait         time.Duration     // FACESYNC_WEBHOOK_WAIT
+	WebhookInsecure     bool              // FACESYNC_WEBHOOK_INSECURE
+
+	// Webhooks are the endpoints read from WebhooksFile.
+	Webhooks []webhook.Endpoint
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -151,7 +153,8 @@ var (
 		"EvidenceDelay": "FACESYNC_EVIDENCE_DELAY", "ShutdownTimeout": "FACESYNC_SHUTDOWN_TIMEOUT",
 		"DecisionTTL": "FACESYNC_DECISION_TTL", "ResultWait": "FACESYNC_RESULT_WAIT",
 		"EvidenceWait": "FACESYNC_EVIDENCE_WAIT", "MaxEvidenceBytes": "FACESYNC_MAX_EVIDENCE_BYTES",
-		"PollInterval":  "FACESYNC_POLL_INTERVAL",
+		"PollInterval": "FACESYNC_POLL_INTERVAL",
+		// webhook.Config's fields, under worker.Config.Webhooks
 		"Webhooks.Wait": "FACESYNC_WEBHOOK_WAIT", "Webhooks.Endpoints": "FACESYNC_WEBHOOKS_FILE",
 	}
 )
