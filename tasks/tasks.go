@@ -27,14 +27,16 @@ import (
 // Task types. They are stored with every queued task: renaming one strands
 // work already in Redis.
 const (
-	TypeFetchResult   = "faceid:fetch_result"
-	TypeFetchEvidence = "faceid:fetch_evidence"
+	TypeFetchResult    = "faceid:fetch_result"
+	TypeFetchEvidence  = "faceid:fetch_evidence"
+	TypeDeliverWebhook = "faceid:deliver_webhook"
 )
 
 // Queues the two task types run on.
 const (
 	QueueResult   = "facesync"
 	QueueEvidence = "facesync_evidence"
+	QueueWebhook  = "facesync_webhook"
 )
 
 // Values of get_file, as the provider defines them.
@@ -325,4 +327,83 @@ func enqueue(ctx context.Context, c Enqueuer, t *asynq.Task) (bool, error) {
 		return false, fmt.Errorf("enqueue %s: %w", t.Type(), err)
 	}
 	return false, nil
+}
+
+// Webhook events (CONTRACT.md section 11): an order's decision became final,
+// and its evidence reached a final state.
+const (
+	EventDecision = "decision"
+	EventEvidence = "evidence"
+)
+
+// WebhookMaxRetry is the retry budget of a webhook delivery: more than any
+// wait needs, since the worker archives a delivery itself once the webhook
+// wait has passed.
+const WebhookMaxRetry = 100000
+
+// DeliverWebhook is the payload of a faceid:deliver_webhook task, which the
+// worker enqueues itself when an order's event becomes due.
+type DeliverWebhook struct {
+	AppID   string `json:"app_id"`
+	OrderNo string `json:"order_no"`
+	Event   string `json:"event"`
+	// Since is when the delivery's wait started: the event's time, or when
+	// an operator ran an archived delivery again. The worker always sets
+	// it; without it only the retry budget ends the retries.
+	Since time.Time `json:"since,omitzero"`
+}
+
+// Validate checks the ids and the event.
+func (p DeliverWebhook) Validate() error {
+	if err := validate(p.AppID, p.OrderNo, ""); err != nil {
+		return err
+	}
+	if p.Event != EventDecision && p.Event != EventEvidence {
+		return fmt.Errorf("%w: event %s: want \"decision\" or \"evidence\"", ErrInvalidPayload, describe(p.Event))
+	}
+	return nil
+}
+
+// ParseDeliverWebhook decodes and validates a faceid:deliver_webhook
+// payload.
+func ParseDeliverWebhook(data []byte) (DeliverWebhook, error) {
+	var p DeliverWebhook
+	if err := parse(data, &p); err != nil {
+		return DeliverWebhook{}, err
+	}
+	return p, nil
+}
+
+// WebhookID is the task ID of an event's delivery and the delivery id
+// receivers see (Facesync-Delivery): one event, one task, however often
+// the order was enqueued.
+func WebhookID(appID, orderNo, event string) string { return appID + ":" + orderNo + ":" + event }
+
+// NewDeliverWebhookTask returns the delivery task of one event, with the
+// queue, task ID, retention and retry budget set.
+func NewDeliverWebhookTask(p DeliverWebhook, opts ...asynq.Option) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	o := append([]asynq.Option{
+		asynq.Queue(QueueWebhook),
+		asynq.TaskID(WebhookID(p.AppID, p.OrderNo, p.Event)),
+		asynq.Retention(DefaultRetention),
+		asynq.MaxRetry(WebhookMaxRetry),
+	}, opts...)
+	return newTask(TypeDeliverWebhook, b, o), nil
+}
+
+// EnqueueWebhook enqueues an event's delivery, counting one already there
+// as success.
+func EnqueueWebhook(ctx context.Context, c Enqueuer, p DeliverWebhook, opts ...asynq.Option) (duplicate bool, err error) {
+	t, err := NewDeliverWebhookTask(p, opts...)
+	if err != nil {
+		return false, err
+	}
+	return enqueue(ctx, c, t)
 }

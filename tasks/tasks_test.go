@@ -20,10 +20,14 @@ import (
 func TestFrozenNames(t *testing.T) {
 	t.Parallel()
 	frozen := map[string]string{
-		tasks.TypeFetchResult:   "faceid:fetch_result",
-		tasks.TypeFetchEvidence: "faceid:fetch_evidence",
-		tasks.QueueResult:       "facesync",
-		tasks.QueueEvidence:     "facesync_evidence",
+		tasks.TypeFetchResult:    "faceid:fetch_result",
+		tasks.TypeFetchEvidence:  "faceid:fetch_evidence",
+		tasks.QueueResult:        "facesync",
+		tasks.QueueEvidence:      "facesync_evidence",
+		tasks.TypeDeliverWebhook: "faceid:deliver_webhook",
+		tasks.QueueWebhook:       "facesync_webhook",
+		tasks.EventDecision:      "decision",
+		tasks.EventEvidence:      "evidence",
 	}
 	for got, want := range frozen {
 		if got != want {
@@ -43,6 +47,12 @@ func TestFrozenNames(t *testing.T) {
 	}
 	if got, want := tags(tasks.FetchEvidence{}), []string{"app_id", "order_no", "get_file", "decided_at", "not_before,omitzero"}; !reflect.DeepEqual(got, want) {
 		t.Errorf("FetchEvidence json tags = %v, want %v", got, want)
+	}
+	if got, want := tags(tasks.DeliverWebhook{}), []string{"app_id", "order_no", "event", "since,omitzero"}; !reflect.DeepEqual(got, want) {
+		t.Errorf("DeliverWebhook json tags = %v, want %v", got, want)
+	}
+	if got := tasks.WebhookID("TIDA0001", "ord0001", tasks.EventEvidence); got != "TIDA0001:ord0001:evidence" {
+		t.Errorf("WebhookID = %q, want %q", got, "TIDA0001:ord0001:evidence")
 	}
 	if got := tasks.TaskID("TIDA0001", "ord0001"); got != "TIDA0001:ord0001" {
 		t.Errorf("TaskID = %q, want %q", got, "TIDA0001:ord0001")
@@ -284,6 +294,24 @@ func TestEnqueueConflictEachState(t *testing.T) {
 		info, err := insp.GetTaskInfo(tasks.QueueResult, "TIDA0001:"+s.order)
 		if err != nil || info.State != s.want {
 			t.Errorf("after the duplicate, task %s = %+v (%v), want still %v", s.order, info, err, s.want)
+		}
+	}
+}
+
+func TestDeliverWebhookTask(t *testing.T) {
+	t.Parallel()
+	p := tasks.DeliverWebhook{AppID: "TIDA0001", OrderNo: "ord0001", Event: tasks.EventDecision}
+	task, err := tasks.NewDeliverWebhookTask(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := tasks.ParseDeliverWebhook(task.Payload())
+	if err != nil || got != p {
+		t.Errorf("ParseDeliverWebhook(%s) = %+v, %v, want %+v", task.Payload(), got, err, p)
+	}
+	for _, in := range []string{`{"app_id":"TIDA0001","order_no":"ord0001","event":"paid"}`, `{"app_id":"TIDA0001","order_no":"ord0001"}`, `{"app_id":"T:1","order_no":"o","event":"decision"}`} {
+		if _, err := tasks.ParseDeliverWebhook([]byte(in)); !errors.Is(err, tasks.ErrInvalidPayload) {
+			t.Errorf("ParseDeliverWebhook(%s) error = %v, want ErrInvalidPayload", in, err)
 		}
 	}
 }

@@ -173,6 +173,7 @@ func (w *Worker) record(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 		return "retry", retry(retryTransient, err)
 	}
 	writeResult(t, c.Raw, log)
+	w.enqueueDueEvents(ctx, rec.AppID, rec.OrderNo, log) // the decision event, marked due by Decide
 	outcome, decided := c.Record.Status, now
 	if !c.Created {
 		outcome, decided = "duplicate", decidedAt(c.Record, now)

@@ -264,6 +264,7 @@ func (w *Worker) finishEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetc
 		return "retry", retry(retryTransient, err)
 	}
 	writeResult(t, stored, log)
+	w.enqueueDueEvents(ctx, p.AppID, p.OrderNo, log) // the evidence event, marked due by UpdateEvidence
 	log.Info("evidence finished", zap.String("evidence", status), zap.Int("files", len(ev.Files)), zap.String("reason", msg))
 	return "evidence_" + status, nil
 }
@@ -294,6 +295,7 @@ func (w *Worker) adoptManifest(ctx context.Context, t *asynq.Task, p tasks.Fetch
 		return "retry", retry(retryTransient, err)
 	}
 	writeResult(t, stored, log)
+	w.enqueueDueEvents(ctx, p.AppID, p.OrderNo, log) // the evidence event, marked due by UpdateEvidence
 	return "evidence_" + ev.Status, nil
 }
 

@@ -76,6 +76,7 @@ type ReconcileStats struct {
 	Terminal int
 	Replayed int // journalled revivals of an interrupted pass finished
 	Pages    int // Inspector page reads
+	Webhooks int // due webhook events whose delivery task was queued
 }
 
 // archiveQueues are the queues whose archives are reconciled.
@@ -347,9 +348,9 @@ func (r *reconciler) tryPass(ctx context.Context) {
 	switch {
 	case err != nil && ctx.Err() == nil:
 		log.Warn("reconciler pass failed; the next one picks up from the start", zap.Error(err))
-	case st.Revived+st.Terminal+st.Replayed > 0:
+	case st.Revived+st.Terminal+st.Replayed+st.Webhooks > 0:
 		log.Info("reconciler pass done", zap.Int("seen", st.Seen), zap.Int("revived", st.Revived),
-			zap.Int("terminal", st.Terminal), zap.Int("replayed", st.Replayed), zap.Int("pages", st.Pages))
+			zap.Int("terminal", st.Terminal), zap.Int("replayed", st.Replayed), zap.Int("webhooks", st.Webhooks), zap.Int("pages", st.Pages))
 	default:
 		log.Debug("reconciler pass done", zap.Int("seen", st.Seen), zap.Int("pages", st.Pages))
 	}
@@ -393,6 +394,13 @@ func (w *Worker) Reconcile(ctx context.Context) (ReconcileStats, error) {
 		if err != nil {
 			return st, err
 		}
+	}
+	// Webhook events marked due whose delivery task a crash kept from
+	// being queued (section 11: no event is lost).
+	n, err = w.EnqueueDueEvents(ctx, r.a.now())
+	st.Webhooks = n
+	if err != nil {
+		return st, err
 	}
 	return st, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/facesync/facesync/worker/pacing"
 	"github.com/facesync/facesync/worker/redisconn"
 	"github.com/facesync/facesync/worker/tracing"
+	"github.com/facesync/facesync/worker/webhook"
 )
 
 // Provider is what the worker calls of the provider client (*idasc.Client).
@@ -62,6 +63,9 @@ type Config struct {
 	// and the precision of the evidence delay.
 	PollInterval      time.Duration
 	ReconcileInterval time.Duration // how often archived tasks are looked for (30s)
+	// Webhooks are the apps' webhooks and their delivery settings
+	// (FACESYNC_WEBHOOKS_FILE, FACESYNC_WEBHOOK_WAIT, ...; section 11).
+	Webhooks webhook.Config
 }
 
 // Defaults of Config.
@@ -120,6 +124,10 @@ func (c Config) Validate() error {
 	case c.ReconcileInterval < 0:
 		return bad("ReconcileInterval", "negative reconcile interval %v", c.ReconcileInterval)
 	}
+	var we *webhook.ConfigError
+	if err := c.Webhooks.Validate(); errors.As(err, &we) {
+		return bad("Webhooks."+we.Field, "%s", we.Msg)
+	}
 	return nil
 }
 
@@ -148,6 +156,7 @@ func (c *Config) setDefaults() error {
 		c.MaxEvidenceBytes = DefaultMaxEvidenceBytes
 	}
 	def(&c.PollInterval, DefaultPollInterval)
+	c.Webhooks = c.Webhooks.WithDefaults()
 	return nil
 }
 
@@ -209,6 +218,7 @@ type Worker struct {
 	decisions *asynq.Server
 	evidence  *asynq.Server
 	rc        *reconciler // runs again what asynq archived without a handler
+	hooks     *webhooks   // deliveries of queue facesync_webhook, on a server of their own
 }
 
 // New checks the configuration and builds a worker; it starts nothing.
@@ -242,7 +252,11 @@ func New(cfg Config, d Deps) (*Worker, error) {
 			return redisconn.WaitReplica(ctx, cn, replicaWait, keys...)
 		}
 	}
-	store, err := orderstore.New(d.Redis, orderstore.Config{TTL: cfg.DecisionTTL})
+	hooks, err := newWebhooks(cfg.Webhooks, d.Registerer, d.Now)
+	if err != nil {
+		return nil, fmt.Errorf("worker: %w", err)
+	}
+	store, err := orderstore.New(d.Redis, orderstore.Config{TTL: cfg.DecisionTTL, EventsFunc: hooks.has})
 	if err != nil {
 		return nil, fmt.Errorf("worker: %w", err)
 	}
@@ -262,6 +276,7 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		now:      d.Now,
 		tracer:   d.Tracer,
 		pacer:    d.Pacer,
+		hooks:    hooks,
 	}
 	for _, a := range cfg.Apps {
 		w.apps[a] = true
@@ -422,6 +437,11 @@ func (w *Worker) Start() error {
 		w.decisions.Shutdown()
 		return fmt.Errorf("start evidence server: %w", err)
 	}
+	if err := w.startWebhooks(); err != nil {
+		w.decisions.Shutdown()
+		w.evidence.Shutdown()
+		return err
+	}
 	w.rc.start()
 	return nil
 }
@@ -440,6 +460,7 @@ const cleanupGrace = 5 * time.Second
 
 func (w *Worker) shutdown() {
 	w.rc.shutdown()
+	defer w.stopWebhooks()() // beside the other servers, waited for at the end
 	if w.decisions != nil {
 		deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 		// Stop blocks while a processor sleeps on an empty queue: stop

@@ -17,6 +17,7 @@ import (
 	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/pacing"
 	"github.com/facesync/facesync/worker/redisconn"
+	"github.com/facesync/facesync/worker/webhook"
 )
 
 // Config is facesync's configuration from the environment (CONTRACT.md
@@ -61,7 +62,13 @@ type Config struct {
 	S3MultipartCleanup  string            // FACESYNC_S3_MULTIPART_CLEANUP
 	ProviderRate        int               // FACESYNC_PROVIDER_RATE
 
-	redis *redisconn.Config // RedisURL and RedisCAFile parsed: every Redis connection is built from it
+	redis           *redisconn.Config // RedisURL and RedisCAFile parsed: every Redis connection is built from it
+	WebhooksFile    string            // FACESYNC_WEBHOOKS_FILE
+	WebhookWait     time.Duration     // FACESYNC_WEBHOOK_WAIT
+	WebhookInsecure bool              // FACESYNC_WEBHOOK_INSECURE
+
+	// Webhooks are the endpoints read from WebhooksFile.
+	Webhooks []webhook.Endpoint
 }
 
 // configError names the variable at fault; its message is the one line a
@@ -118,6 +125,15 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	c.S3PublicEndpoint = r.str("FACESYNC_S3_PUBLIC_ENDPOINT", c.S3Endpoint)
 	c.S3PathStyle = r.boolean("FACESYNC_S3_PATH_STYLE", c.S3Endpoint != "")
 	c.Apps = r.apps(c.TicketSource == "external")
+	c.WebhooksFile = r.str("FACESYNC_WEBHOOKS_FILE", "")
+	c.WebhookWait = r.duration("FACESYNC_WEBHOOK_WAIT", webhook.DefaultWait, time.Second)
+	c.WebhookInsecure = r.boolean("FACESYNC_WEBHOOK_INSECURE", false)
+	if c.WebhooksFile != "" && r.err == nil {
+		var err error
+		if c.Webhooks, err = webhook.LoadFile(c.WebhooksFile, c.WebhookInsecure); err != nil {
+			r.fail("FACESYNC_WEBHOOKS_FILE", "%v", err)
+		}
+	}
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -173,6 +189,8 @@ var (
 		"EvidenceWait": "FACESYNC_EVIDENCE_WAIT", "MaxEvidenceBytes": "FACESYNC_MAX_EVIDENCE_BYTES",
 		"PollInterval":      "FACESYNC_POLL_INTERVAL",
 		"ReconcileInterval": "FACESYNC_RECONCILE_INTERVAL",
+		// webhook.Config's fields, under worker.Config.Webhooks
+		"Webhooks.Wait": "FACESYNC_WEBHOOK_WAIT", "Webhooks.Endpoints": "FACESYNC_WEBHOOKS_FILE",
 	}
 )
 
@@ -192,6 +210,7 @@ func (c *Config) workerConfig(apps []string) worker.Config {
 		EvidenceDelay: c.EvidenceDelay, ShutdownTimeout: c.ShutdownTimeout,
 		DecisionTTL: c.DecisionTTL, ResultWait: c.ResultWait, EvidenceWait: c.EvidenceWait,
 		MaxEvidenceBytes: c.MaxEvidenceBytes, PollInterval: c.PollInterval, ReconcileInterval: c.ReconcileInterval,
+		Webhooks: webhook.Config{Endpoints: c.Webhooks, Insecure: c.WebhookInsecure, Wait: c.WebhookWait},
 	}
 }
 

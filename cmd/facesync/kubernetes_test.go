@@ -45,9 +45,6 @@ const kedaCRD = "testdata/keda.sh_scaledobjects.v2.20.2.yaml"
 // are still being built. Drop a name once LoadConfig (or the command that
 // uses it) reads it; the test says when.
 var notYetRead = []string{
-	"FACESYNC_WEBHOOKS_FILE",
-	"FACESYNC_WEBHOOK_WAIT",
-	"FACESYNC_WEBHOOK_INSECURE",
 	"OTEL_EXPORTER_OTLP_ENDPOINT",
 }
 

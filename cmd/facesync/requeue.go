@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker"
@@ -27,7 +28,10 @@ func (m *Main) runRequeue(ctx context.Context, args []string) error {
 		if *archived || *orderNo != "" {
 			return usageErr("--webhooks goes alone (or with --app-id)")
 		}
-		return noErr("no webhook delivery to run again: this build sends no webhooks")
+		if *appID != "" && !tasks.ValidID(*appID) {
+			return usageErr("--app-id: 1 to 32 characters of A-Z a-z 0-9 _ -")
+		}
+		return m.requeueWebhooks(ctx, *appID)
 	case *archived:
 		if *orderNo != "" {
 			return usageErr("use --archived [--app-id A] or --app-id A --order-no O, not both")
@@ -69,5 +73,35 @@ func (m *Main) runRequeue(ctx context.Context, args []string) error {
 		word = "task"
 	}
 	fmt.Fprintf(m.Stdout, "%d %s run again\n", n, word)
+	return nil
+}
+
+// requeueWebhooks runs archived webhook deliveries again (of appID, when
+// given), each with a fresh FACESYNC_WEBHOOK_WAIT; a delivery whose event
+// was delivered since, or whose order state is gone, is left.
+func (m *Main) requeueWebhooks(ctx context.Context, appID string) error {
+	c, err := m.config()
+	if err != nil {
+		return err
+	}
+	rdb, err := connectRedis(ctx, c)
+	if err != nil {
+		return err
+	}
+	defer rdb.Close()
+	n, err := worker.RequeueWebhooks(ctx, rdb, appID, time.Now(), func(r worker.WebhookRequeue) {
+		if r.Ran {
+			fmt.Fprintf(m.Stdout, "requeued %s %s (queue %s)\n", tasks.TypeDeliverWebhook, r.ID, tasks.QueueWebhook)
+			return
+		}
+		fmt.Fprintf(m.Stdout, "left %s %s: %s\n", tasks.TypeDeliverWebhook, r.ID, r.Reason)
+	})
+	if err != nil {
+		return infraErr(fmt.Errorf("%v (%d run again before it)", err, n))
+	}
+	if n == 0 {
+		return noErr("no archived webhook delivery to run again")
+	}
+	fmt.Fprintf(m.Stdout, "%d webhook deliveries run again\n", n)
 	return nil
 }

@@ -31,11 +31,18 @@
 //	rev:decision  how many times the fleet revived the order's archived fetch_result task
 //	rev:evidence  the same for its fetch_evidence task
 //	revive:PHASE  the payload of a revival under way, until its task is queued again
+//	event:decision  the record JSON as it stood at the decision event while it is due; "delivered" once delivered
+//	event:evidence  the same for the evidence event
 //
-// Revivals under way are also listed, fleet-wide, in the sorted set
-// facesync:reconcile:journal (member "{phase}:{app_id}:{order_no}"). The
-// purge marker facesync:purged:{hex sha256 of app_id:order_no} is read,
-// never written, here.
+// Two fleet-wide sorted sets join them: facesync:reconcile:journal, the
+// revivals under way (member "{phase}:{app_id}:{order_no}"), and
+// facesync:events_due (EventsDueKey), below.
+//
+// Events are marked due only for apps whose webhooks are on
+// (Config.EventsFunc), in the same script as the transition that causes
+// them; events.go holds their scripts, and the fleet-wide due set
+// facesync:events_due (EventsDueKey) that lets a sweep find events whose
+// delivery task a crash kept from being queued.
 //
 // # Scripts
 //
@@ -47,14 +54,23 @@
 // before the purge) so leaves no trace. A new write script must take the
 // marker as a KEYS entry too.
 //
-//	script            transition                                  KEYS                     ARGV
-//	decideScript      Decide: first final decision wins           record, state, marker    record JSON, TTL ms, get_file
-//	sinceScript       NoteNotReady, NoteProviderNetwork: a clock  record, state, marker    now ms, TTL ms, field
-//	rejectScript      CountRejected                               record, state, marker    field, generation, TTL ms
-//	fileScript        NoteFile                                    record, state, marker    field, file JSON, TTL ms
-//	casScript         UpdateEvidence (compare-and-set)            record, marker           expected JSON, new JSON
-//	noteRevivalScript NoteRevival: count, journal                 record, state, journal   phase, payload, member, now ms, TTL ms
-//	doneRevivalScript RevivalDone: clear the journal              state, journal           phase, member
+//	script            transition                                  KEYS                             ARGV
+//	decideScript      Decide: first final decision wins           record, state, marker, due set   record JSON, TTL ms, get_file, now ms, member
+//	sinceScript       NoteNotReady, NoteProviderNetwork: a clock  record, state, marker            now ms, TTL ms, field
+//	rejectScript      CountRejected                               record, state, marker            field, generation, TTL ms
+//	fileScript        NoteFile                                    record, state, marker            field, file JSON, TTL ms
+//	casScript         UpdateEvidence (compare-and-set)            record, marker                   expected JSON, new JSON
+//	evidenceDueScript UpdateEvidence, pending to final: event due record, state, marker, due set   expected, new, now ms, member
+//	noteRevivalScript NoteRevival: count, journal                 record, state, journal           phase, payload, member, now ms, TTL ms
+//	doneRevivalScript RevivalDone: clear the journal              state, journal                   phase, member
+//	deliveredScript   MarkDelivered                               state, due set                   field, member
+//
+// The revival and delivery scripts do not look at the marker: a purged
+// order is never revived (the reconciler checks first), and its state is
+// gone, so there is nothing to mark delivered.
+//
+// decideScript takes the due set as its last KEYS entry and marks the
+// decision event due when ARGV[4] (now ms) is set.
 //
 // Reads (Get, State, Purged) are single commands. MarkPurged sets the
 // marker; Delete removes the record and the bookkeeping.
@@ -126,6 +142,10 @@ type Config struct {
 	// TTL is the lifetime of a record and its bookkeeping; zero means
 	// DefaultTTL.
 	TTL time.Duration
+	// EventsFunc tells which apps' transitions mark webhook events due
+	// (those with a webhook); nil: none. Marking costs a copy of the
+	// record in the bookkeeping, so apps without webhooks pay nothing.
+	EventsFunc func(appID string) bool
 }
 
 // Validate checks c, with zero values standing for the defaults.
@@ -138,8 +158,9 @@ func (c Config) Validate() error {
 
 // Store reads and changes orders in Redis.
 type Store struct {
-	rdb redis.UniversalClient
-	ttl time.Duration
+	rdb        redis.UniversalClient
+	ttl        time.Duration
+	eventsFunc func(appID string) bool
 }
 
 // New returns a Store on rdb.
@@ -153,7 +174,7 @@ func New(rdb redis.UniversalClient, cfg Config) (*Store, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = DefaultTTL
 	}
-	return &Store{rdb: rdb, ttl: cfg.TTL}, nil
+	return &Store{rdb: rdb, ttl: cfg.TTL, eventsFunc: cfg.EventsFunc}, nil
 }
 
 // keepTTL is the prologue of every script that writes the bookkeeping
@@ -191,6 +212,8 @@ end
 // ARGV[1] -> record JSON
 // ARGV[2] -> TTL in ms
 // ARGV[3] -> get_file to remember while evidence is pending (empty: none)
+// ARGV[4] -> now, Unix ms, to mark the decision event due; empty: no event
+// ARGV[5] -> the event's member of the due set (KEYS[#KEYS])
 //
 // Output: {1, ARGV[1], ARGV[3]} when written; {0, stored record, the
 // remembered get_file, maybe empty} when a record existed; the purgedReply
@@ -201,6 +224,10 @@ local cur = redis.call('GET', KEYS[1])
 if cur then return {0, cur, redis.call('HGET', KEYS[2], 'get_file') or ''} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'get_file', ARGV[3]) end
+if ARGV[4] ~= '' then
+  redis.call('HSET', KEYS[2], 'event:decision', ARGV[1])
+  redis.call('ZADD', KEYS[#KEYS], ARGV[4], ARGV[5])
+end
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return {1, ARGV[1], ARGV[3]}`)
 
@@ -363,8 +390,12 @@ func (s *Store) Decide(ctx context.Context, rec *Record, getFile string) (*Decid
 		getFile = ""
 	}
 	key := RecordKey(rec.AppID, rec.OrderNo)
-	v, err := decideScript.Run(ctx, s.rdb, s.keys(rec.AppID, rec.OrderNo),
-		b, s.ttl.Milliseconds(), getFile).Slice()
+	dueMs := ""
+	if s.marksEvents(rec.AppID) {
+		dueMs = strconv.FormatInt(time.Now().UnixMilli(), 10)
+	}
+	v, err := decideScript.Run(ctx, s.rdb, append(s.keys(rec.AppID, rec.OrderNo), EventsDueKey),
+		b, s.ttl.Milliseconds(), getFile, dueMs, eventMember(rec.AppID, rec.OrderNo, EventDecision)).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("write decision record: %w", scriptErr(rec.AppID, rec.OrderNo, err))
 	}
@@ -509,6 +540,7 @@ func (s *Store) UpdateEvidence(ctx context.Context, appID, orderNo string, fn fu
 		if err != nil {
 			return nil, nil, err
 		}
+		wasPending := !r.Final()
 		if !fn(&r.Evidence) {
 			return r, cur, nil
 		}
@@ -519,7 +551,13 @@ func (s *Store) UpdateEvidence(ctx context.Context, appID, orderNo string, fn fu
 		if err != nil {
 			return nil, nil, fmt.Errorf("encode decision record: %w", err)
 		}
-		v, err := casScript.Run(ctx, s.rdb, []string{key, PurgedKey(appID, orderNo)}, cur, next).Slice()
+		var v []any
+		if wasPending && r.Final() && s.marksEvents(appID) {
+			v, err = evidenceDueScript.Run(ctx, s.rdb, []string{key, stateKey(appID, orderNo), PurgedKey(appID, orderNo), EventsDueKey},
+				cur, next, time.Now().UnixMilli(), eventMember(appID, orderNo, EventEvidence)).Slice()
+		} else {
+			v, err = casScript.Run(ctx, s.rdb, []string{key, PurgedKey(appID, orderNo)}, cur, next).Slice()
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("update evidence of %s: %w", key, scriptErr(appID, orderNo, err))
 		}

@@ -47,7 +47,7 @@ import (
 )
 
 // QueueWebhook is the queue of webhook deliveries (faceid:deliver_webhook).
-const QueueWebhook = "facesync_webhook"
+const QueueWebhook = tasks.QueueWebhook
 
 // Queues are facesync's queues; every scrape reports all of them, used or
 // not, so a query never meets a missing series.
