@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -34,12 +35,13 @@ const (
 )
 
 // envChild makes the test binary a child process of a benchmark (see
-// noopChild and evidenceChild) rather than a test run.
+// noopChild, naiveChild and evidenceChild) rather than a test run.
 const envChild = "FACESYNC_PERF_CHILD"
 
 // Child roles.
 const (
 	childNoop     = "noop"
+	childNaive    = "naive"
 	childEvidence = "evidence"
 )
 
@@ -48,11 +50,17 @@ func TestMain(m *testing.M) {
 	case "":
 	case childNoop:
 		os.Exit(noopChild())
+	case childNaive:
+		os.Exit(naiveChild())
 	case childEvidence:
 		os.Exit(evidenceChild())
 	default:
 		fmt.Fprintf(os.Stderr, "perf: unknown %s %q\n", envChild, role)
 		os.Exit(2)
+	}
+	flag.Parse()
+	if testing.Short() {
+		shrink()
 	}
 	code := m.Run()
 	printTable(os.Stdout)
@@ -248,6 +256,16 @@ func (s *stack) startNoop(tb testing.TB, concurrency int) *proc {
 	return s.start(tb, "noop", env, os.Args[0], "-test.run=^$")
 }
 
+// startNaive starts row 1's reference: the naive correct handler
+// (naiveChild), in a process of its own like a worker.
+func (s *stack) startNaive(tb testing.TB, concurrency int) *proc {
+	tb.Helper()
+	env := append(os.Environ(), envChild+"="+childNaive,
+		envNoopAddr+"="+s.redis.Addr, envNoopConcurrency+"="+strconv.Itoa(concurrency),
+		envNaiveIdascURL+"="+s.fake.URL, envNaiveApp+"="+appID+"="+appSecret)
+	return s.start(tb, "naive", env, os.Args[0], "-test.run=^$")
+}
+
 // stop ends the process with SIGTERM, as Kubernetes does, and fails the
 // benchmark if it does not exit cleanly in time.
 func stop(tb testing.TB, p *proc) {
@@ -425,6 +443,18 @@ func (s *stack) runWorkers(b *testing.B, n, procs, concurrency int, extra ...str
 			ps[i] = s.startWorker(b, concurrency, extra...)
 		}
 		return ps
+	})
+}
+
+// runNaive is runWorkers for the naive handler (naiveChild): one process,
+// until every decision record exists.
+func (s *stack) runNaive(b *testing.B, n, concurrency int) runResult {
+	b.Helper()
+	b.StopTimer()
+	s.reset(b)
+	count := s.recordCounter(s.enqueue(b, n))
+	return s.timed(b, n, count, func() []*proc {
+		return []*proc{s.startNaive(b, concurrency)}
 	})
 }
 
