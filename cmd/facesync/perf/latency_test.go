@@ -249,6 +249,7 @@ func BenchmarkIdleRedis(b *testing.B) {
 		perSec              float64
 		top                 string
 		workerCPU, redisCPU time.Duration
+		startCPU            time.Duration // start-up and the settling time
 	}
 	res := make([]result, len(intervals))
 	for b.Loop() {
@@ -277,13 +278,16 @@ func BenchmarkIdleRedis(b *testing.B) {
 			c1["info"]--
 			res[i] = result{
 				perSec: float64(c1["total"]-c0["total"]) / idleWindow.Seconds(),
-				top:    topCommands(c0, c1, 3), workerCPU: w1 - w0, redisCPU: r1 - r0,
+				top:    topCommands(c0, c1, 3), workerCPU: w1 - w0, redisCPU: r1 - r0, startCPU: w0,
 			}
 		}
 	}
 	for i, iv := range intervals {
 		r := res[i]
 		b.ReportMetric(r.perSec, "poll-"+iv+"-commands/s")
+		// What a worker process spends starting (and idling idleSettle):
+		// row 1 counts a worker's whole process, start-up included.
+		b.ReportMetric(float64(r.startCPU.Milliseconds()), "poll-"+iv+"-startup-CPU-ms")
 		name, ref := "idle Redis commands, 1 worker process, no tasks, FACESYNC_POLL_INTERVAL "+iv, ""
 		if i == 0 {
 			name += " (default)"

@@ -36,11 +36,12 @@ func BenchmarkDecisionInProcess(b *testing.B) {
 		if err := w.Start(); err != nil {
 			b.Fatalf("start worker: %v", err)
 		}
-		end := waitFor(b, nil, len(keys), s.recordCounter(keys))
+		end := waitFor(b, nil, len(keys), s.completedCounter())
 		rate = float64(len(keys)) / end.Sub(start).Seconds()
 		b.StopTimer()
 		w.Shutdown()
 		closeAll()
+		s.checkRecords(b, keys)
 		b.StartTimer()
 	}
 	b.ReportMetric(rate, "decisions/s")
