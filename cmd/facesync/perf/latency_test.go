@@ -278,7 +278,7 @@ func BenchmarkIdleRedis(b *testing.B) {
 			c1["info"]--
 			res[i] = result{
 				perSec: float64(c1["total"]-c0["total"]) / idleWindow.Seconds(),
-				top:    topCommands(c0, c1, 3), workerCPU: w1 - w0, redisCPU: r1 - r0, startCPU: w0,
+				top:    topCommands(c0, c1, 4), workerCPU: w1 - w0, redisCPU: r1 - r0, startCPU: w0,
 			}
 		}
 	}
