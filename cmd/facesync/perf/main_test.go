@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -34,12 +35,13 @@ const (
 )
 
 // envChild makes the test binary a child process of a benchmark (see
-// noopChild and evidenceChild) rather than a test run.
+// noopChild, naiveChild and evidenceChild) rather than a test run.
 const envChild = "FACESYNC_PERF_CHILD"
 
 // Child roles.
 const (
 	childNoop     = "noop"
+	childNaive    = "naive"
 	childEvidence = "evidence"
 )
 
@@ -48,11 +50,17 @@ func TestMain(m *testing.M) {
 	case "":
 	case childNoop:
 		os.Exit(noopChild())
+	case childNaive:
+		os.Exit(naiveChild())
 	case childEvidence:
 		os.Exit(evidenceChild())
 	default:
 		fmt.Fprintf(os.Stderr, "perf: unknown %s %q\n", envChild, role)
 		os.Exit(2)
+	}
+	flag.Parse()
+	if testing.Short() {
+		shrink()
 	}
 	code := m.Run()
 	printTable(os.Stdout)
@@ -248,6 +256,16 @@ func (s *stack) startNoop(tb testing.TB, concurrency int) *proc {
 	return s.start(tb, "noop", env, os.Args[0], "-test.run=^$")
 }
 
+// startNaive starts row 1's reference: the naive correct handler
+// (naiveChild), in a process of its own like a worker.
+func (s *stack) startNaive(tb testing.TB, concurrency int) *proc {
+	tb.Helper()
+	env := append(os.Environ(), envChild+"="+childNaive,
+		envNoopAddr+"="+s.redis.Addr, envNoopConcurrency+"="+strconv.Itoa(concurrency),
+		envNaiveIdascURL+"="+s.fake.URL, envNaiveApp+"="+appID+"="+appSecret)
+	return s.start(tb, "naive", env, os.Args[0], "-test.run=^$")
+}
+
 // stop ends the process with SIGTERM, as Kubernetes does, and fails the
 // benchmark if it does not exit cleanly in time.
 func stop(tb testing.TB, p *proc) {
@@ -297,10 +315,10 @@ func waitFor(tb testing.TB, procs []*proc, n int, done func() (int, error)) time
 	}
 }
 
-// recordCounter counts the decision records that exist among keys. Orders
-// finish roughly in queue order, so it remembers which exist and checks
-// only a window of the first missing ones on each call: polling stays cheap
-// for Redis, which the workers share.
+// recordCounter counts the decision records that exist among keys, for a
+// warm-up and the check after a run. Orders finish roughly in queue order,
+// so it remembers which exist and checks only a window of the first
+// missing ones on each call.
 func (s *stack) recordCounter(keys []string) func() (int, error) {
 	left := append([]string(nil), keys...)
 	found := 0
@@ -412,20 +430,49 @@ func (s *stack) timed(b *testing.B, n int, done func() (int, error), startProcs 
 }
 
 // runWorkers enqueues n decision-only orders, then starts procs facesync
-// worker processes and measures until every decision record exists.
+// worker processes and measures until asynq holds every task as completed
+// (one ZCARD per poll, the same cheap count for every kind of run: looking
+// for n records while the clock runs would cost Redis and this process
+// more than the no-op run's count). Every decision record must exist at
+// the end.
 func (s *stack) runWorkers(b *testing.B, n, procs, concurrency int, extra ...string) runResult {
 	b.Helper()
 	b.StopTimer()
 	workerBinary(b) // built before the clock starts
 	s.reset(b)
-	count := s.recordCounter(s.enqueue(b, n))
-	return s.timed(b, n, count, func() []*proc {
+	keys := s.enqueue(b, n)
+	r := s.timed(b, n, s.completedCounter(), func() []*proc {
 		ps := make([]*proc, procs)
 		for i := range ps {
 			ps[i] = s.startWorker(b, concurrency, extra...)
 		}
 		return ps
 	})
+	s.checkRecords(b, keys)
+	return r
+}
+
+// runNaive is runWorkers for the naive handler (naiveChild), in one
+// process.
+func (s *stack) runNaive(b *testing.B, n, concurrency int) runResult {
+	b.Helper()
+	b.StopTimer()
+	s.reset(b)
+	keys := s.enqueue(b, n)
+	r := s.timed(b, n, s.completedCounter(), func() []*proc {
+		return []*proc{s.startNaive(b, concurrency)}
+	})
+	s.checkRecords(b, keys)
+	return r
+}
+
+// checkRecords fails the benchmark unless every key exists: a run counts
+// completed tasks, and a task completed without its record is no decision.
+func (s *stack) checkRecords(tb testing.TB, keys []string) {
+	tb.Helper()
+	if got, err := s.recordCounter(keys)(); err != nil || got != len(keys) {
+		tb.Fatalf("%d of %d decision records exist after the run (%v)", got, len(keys), err)
+	}
 }
 
 // runNoop is runWorkers for the reference: the no-op asynq server, until

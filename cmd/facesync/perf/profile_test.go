@@ -2,11 +2,14 @@ package perf
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 
 	"github.com/facesync/facesync/storage"
 	"github.com/facesync/facesync/storage/storagetest"
@@ -35,18 +38,21 @@ func BenchmarkDecisionInProcess(b *testing.B) {
 		if err := w.Start(); err != nil {
 			b.Fatalf("start worker: %v", err)
 		}
-		end := waitFor(b, nil, len(keys), s.recordCounter(keys))
+		end := waitFor(b, nil, len(keys), s.completedCounter())
 		rate = float64(len(keys)) / end.Sub(start).Seconds()
 		b.StopTimer()
 		w.Shutdown()
 		closeAll()
+		s.checkRecords(b, keys)
 		b.StartTimer()
 	}
 	b.ReportMetric(rate, "decisions/s")
 }
 
 // inProcessWorker builds a worker on the stack with the defaults of
-// `facesync worker`; closeAll releases what it opened besides the worker.
+// `facesync worker`, its logger included (JSON at info, unbuffered, into a
+// file as a pod's stderr would be); closeAll releases what it opened
+// besides the worker.
 func (s *stack) inProcessWorker(b *testing.B) (w *worker.Worker, closeAll func()) {
 	b.Helper()
 	// The worker shares this pool with asynq: room for every task in flight.
@@ -71,13 +77,28 @@ func (s *stack) inProcessWorker(b *testing.B) (w *worker.Worker, closeAll func()
 	if err != nil {
 		b.Fatalf("storage.NewS3: %v", err)
 	}
+	logFile, err := os.CreateTemp(b.TempDir(), "worker-*.log")
+	if err != nil {
+		b.Fatal(err)
+	}
 	w, err = worker.New(worker.Config{Apps: []string{appID}},
-		worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Registerer: reg})
+		worker.Deps{Redis: rdb, Provider: provider, Tickets: tickets, Sink: sink, Registerer: reg, Logger: productionLogger(logFile)})
 	if err != nil {
 		b.Fatalf("worker.New: %v", err)
 	}
 	return w, func() {
 		_ = tickets.Close()
 		_ = rdb.Close()
+		_ = logFile.Close()
 	}
+}
+
+// productionLogger is the logger `facesync worker` builds at its defaults
+// (FACESYNC_LOG_FORMAT json, FACESYNC_LOG_LEVEL info; see newLogger in
+// cmd/facesync), writing to w.
+func productionLogger(w *os.File) *zap.Logger {
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "ts"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	return zap.New(zapcore.NewCore(zapcore.NewJSONEncoder(enc), zapcore.AddSync(w), zapcore.InfoLevel))
 }
