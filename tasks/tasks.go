@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"maps"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 )
@@ -86,6 +87,10 @@ func (g *GetFile) UnmarshalJSON(b []byte) error {
 	switch {
 	case bytes.Equal(b, []byte("null")):
 		*g = ""
+		return nil
+	case len(b) >= 2 && b[0] == '"' && b[len(b)-1] == '"' && bytes.IndexByte(b, '\\') < 0 && utf8.Valid(b):
+		// No escape: the text between the quotes is the value.
+		*g = GetFile(b[1 : len(b)-1])
 		return nil
 	case len(b) > 0 && b[0] == '"':
 		var s string

@@ -511,7 +511,9 @@ func (l asynqLogger) Fatal(args ...any) { l.s.Error(args...) } // never exit the
 func (w *Worker) taskLog(ctx context.Context, t *asynq.Task, appID, orderNo string) *zap.Logger {
 	id, _ := asynq.GetTaskID(ctx)
 	n, _ := asynq.GetRetryCount(ctx)
-	return w.log.With(zap.String("type", t.Type()), zap.String("app_id", appID), zap.String("order_no", orderNo),
+	// Lazy: the fields are encoded only when a line is written, not on
+	// every task at a level that logs nothing.
+	return w.log.WithLazy(zap.String("type", t.Type()), zap.String("app_id", appID), zap.String("order_no", orderNo),
 		zap.String("task_id", id), zap.Int("attempt", n+1))
 }
 

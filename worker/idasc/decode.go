@@ -8,6 +8,7 @@ import (
 	"math"
 	"strconv"
 	"time"
+	"unicode/utf8"
 )
 
 // flexString is a JSON scalar kept as text. The provider sends numbers
@@ -42,6 +43,11 @@ func scalarText(raw []byte) (text string, ok bool, err error) {
 	}
 	switch raw[0] {
 	case '"':
+		// Most values carry no escape: take them as they are, without
+		// a decoder (one allocation instead of several).
+		if n := len(raw); n >= 2 && raw[n-1] == '"' && bytes.IndexByte(raw[1:n-1], '\\') < 0 && utf8.Valid(raw[1:n-1]) {
+			return string(raw[1 : n-1]), true, nil
+		}
 		var s string
 		if err := json.Unmarshal(raw, &s); err != nil {
 			return "", false, err

@@ -118,3 +118,36 @@ func TestRedactorErr(t *testing.T) {
 		t.Error("redactor.err(nil) != nil")
 	}
 }
+
+// TestScalarText: values without an escape are taken as they are (the
+// fast path); everything else goes through encoding/json, with the same
+// result.
+func TestScalarText(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		raw  string
+		want string
+		ok   bool
+		err  bool
+	}{
+		{`"0"`, "0", true, false},
+		{`"张三"`, "张三", true, false},
+		{`"a\"b"`, `a"b`, true, false},
+		{`"line\nbreak"`, "line\nbreak", true, false},
+		{`"\u5f20"`, "张", true, false},
+		{` "x" `, "x", true, false},
+		{`""`, "", true, false},
+		{`"`, "", false, true},
+		{"\"\xff\"", "\uFFFD", true, false},
+		{`66660011`, "66660011", true, false},
+		{`null`, "", false, false},
+		{`{}`, "", false, true},
+		{``, "", false, true},
+	}
+	for _, tt := range tests {
+		got, ok, err := scalarText([]byte(tt.raw))
+		if got != tt.want || ok != tt.ok || (err != nil) != tt.err {
+			t.Errorf("scalarText(%q) = %q, %v, %v; want %q, %v, error %v", tt.raw, got, ok, err, tt.want, tt.ok, tt.err)
+		}
+	}
+}
