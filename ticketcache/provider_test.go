@@ -6,27 +6,20 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/facesync/facesync/ticketcache"
+	"github.com/facesync/facesync/worker/workertest/testclock"
 )
 
 // epoch is where every fake clock starts.
 var epoch = time.Date(2026, 11, 28, 1, 0, 0, 0, time.UTC)
 
-// fakeClock is a Clock that moves only when told.
-type fakeClock struct{ ns atomic.Int64 }
+// fakeClock is the tests' manual clock.
+type fakeClock = testclock.Clock
 
-func newFakeClock() *fakeClock {
-	c := &fakeClock{}
-	c.ns.Store(epoch.UnixNano())
-	return c
-}
-
-func (c *fakeClock) Now() time.Time          { return time.Unix(0, c.ns.Load()) }
-func (c *fakeClock) Advance(d time.Duration) { c.ns.Add(int64(d)) }
+func newFakeClock() *fakeClock { return testclock.New(epoch) }
 
 // providerOverlap is how long the model keeps a token alive after a newer
 // one was minted, as the real provider does.

@@ -12,6 +12,7 @@ import (
 
 	"github.com/facesync/facesync/ticketcache/ticketcachetest"
 	"github.com/facesync/facesync/worker/pacing"
+	"github.com/facesync/facesync/worker/workertest/testclock"
 )
 
 const app = "TIDA0001"
@@ -20,25 +21,10 @@ const app = "TIDA0001"
 // must never sleep through a wait on real time.
 const fakePoll = time.Minute
 
-// clock is an injected clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// clock is the tests' manual clock.
+type clock = testclock.Clock
 
-func newClock() *clock { return &clock{now: time.Date(2026, 12, 1, 1, 2, 3, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newClock() *clock { return testclock.New(time.Date(2026, 12, 1, 1, 2, 3, 0, time.UTC)) }
 
 func newPacer(t testing.TB, rdb redis.UniversalClient, cfg pacing.Config) *pacing.Pacer {
 	t.Helper()
@@ -176,9 +162,9 @@ func TestPauseDoublesCapsAndEnds(t *testing.T) {
 	done(t, first, pacing.Throttled, pacing.Unchanged, 0) // a repeat is stale too
 	assertPaused(t, p, 999*time.Millisecond)
 
-	clk.Add(400 * time.Millisecond)
+	clk.Advance(400 * time.Millisecond)
 	assertPaused(t, p, 599*time.Millisecond)
-	clk.Add(600 * time.Millisecond)
+	clk.Advance(600 * time.Millisecond)
 
 	// Each throttled probe doubles the pause, up to 30 s.
 	for _, want := range []time.Duration{2, 4, 8, 16, 30, 30} {
@@ -197,7 +183,7 @@ func TestPauseDoublesCapsAndEnds(t *testing.T) {
 			t.Fatalf("State() after a throttled probe = %+v, want %v", s, want)
 		}
 		assertPaused(t, p, want-time.Millisecond)
-		clk.Add(want)
+		clk.Advance(want)
 	}
 	probe := acquire(t, p)
 	done(t, probe, pacing.Answered, pacing.PauseEnded, 0)
@@ -226,14 +212,14 @@ func TestProbeTimeoutFreesSlot(t *testing.T) {
 	other := newPacer(t, db.Client, pacing.Config{Now: clk.Now, PollInterval: fakePoll}) // another pod
 
 	done(t, acquire(t, p), pacing.Throttled, pacing.PauseStarted, time.Second)
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	lost := acquire(t, p)
 	if !lost.Probe() {
 		t.Fatal("first Acquire() after the pause is not the probe")
 	}
-	clk.Add(9 * time.Second)
+	clk.Advance(9 * time.Second)
 	assertPaused(t, other, 999*time.Millisecond) // the slot is freed in 1 s
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	second := acquire(t, other)
 	if !second.Probe() {
 		t.Fatal("Acquire() once the probe timed out is not the new probe")

@@ -128,11 +128,11 @@ func TestRotationWindow(t *testing.T) {
 	s := setup(t, Options{Overlap: 60 * time.Second}, clk)
 	tok1 := mintToken(t, s)
 	tk1, _ := mintTicket(t, s, tok1)
-	clk.Add(20 * time.Minute)
+	clk.Advance(20 * time.Minute)
 
 	tok2 := mintToken(t, s) // the overlap of tok1 starts now
 	tk2, _ := mintTicket(t, s, tok2)
-	clk.Add(30 * time.Second)
+	clk.Advance(30 * time.Second)
 
 	// Inside the overlap the old token still mints, but only for what is
 	// left of its life, and the old ticket still signs.
@@ -145,7 +145,7 @@ func TestRotationWindow(t *testing.T) {
 			t.Errorf("sync inside the overlap code = %s, want 0", got)
 		}
 	}
-	clk.Add(29 * time.Second)
+	clk.Advance(29 * time.Second)
 	if got := syncOnce(t, s, tk1, "ord1", "0").str("code"); got != "0" {
 		t.Errorf("sync 1 s before the overlap ends code = %s, want 0", got)
 	}
@@ -153,7 +153,7 @@ func TestRotationWindow(t *testing.T) {
 		t.Errorf("RejectedWithDeadTicket = %d, want 0", n)
 	}
 
-	clk.Add(time.Second) // the overlap ends
+	clk.Advance(time.Second) // the overlap ends
 	for _, tk := range []string{tk1, tk1b} {
 		if got := syncOnce(t, s, tk, "ord1", "0").str("code"); got != CodeRejected {
 			t.Errorf("sync with an old ticket after the overlap code = %s, want %s", got, CodeRejected)
@@ -191,21 +191,21 @@ func TestExpiry(t *testing.T) {
 	s := setup(t, Options{TokenTTL: 2 * time.Hour, TicketTTL: time.Hour}, clk)
 	tok := mintToken(t, s)
 	tk, _ := mintTicket(t, s, tok)
-	clk.Add(time.Hour - time.Second)
+	clk.Advance(time.Hour - time.Second)
 	if got := syncOnce(t, s, tk, "ord1", "").str("code"); got != "0" {
 		t.Errorf("sync before the ticket expires code = %s, want 0", got)
 	}
-	clk.Add(time.Second)
+	clk.Advance(time.Second)
 	if got := syncOnce(t, s, tk, "ord1", "").str("code"); got != CodeRejected {
 		t.Errorf("sync after the ticket expired code = %s, want %s", got, CodeRejected)
 	}
 	// A ticket minted late in the token's life ends with the token.
-	clk.Add(30 * time.Minute)
+	clk.Advance(30 * time.Minute)
 	tk2, expireIn := mintTicket(t, s, tok)
 	if expireIn != "1800" {
 		t.Errorf("late ticket expire_in = %s, want 1800", expireIn)
 	}
-	clk.Add(30 * time.Minute)
+	clk.Advance(30 * time.Minute)
 	if got := syncOnce(t, s, tk2, "ord1", "").str("code"); got != CodeRejected {
 		t.Errorf("sync after the token expired code = %s, want %s", got, CodeRejected)
 	}

@@ -8,11 +8,11 @@ import (
 	"io"
 	"net/http"
 	"net/url"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/workertest/testclock"
 )
 
 const (
@@ -20,25 +20,10 @@ const (
 	testSecret = "s3cret"
 )
 
-// clock is an injected clock that moves only when told.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
+// clock is the tests' manual clock.
+type clock = testclock.Clock
 
-func newClock() *clock { return &clock{now: time.Date(2026, 11, 28, 1, 2, 3, 0, time.UTC)} }
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+func newClock() *clock { return testclock.New(time.Date(2026, 11, 28, 1, 2, 3, 0, time.UTC)) }
 
 // setup starts a fake with one app and the given clock (nil: real time).
 func setup(t testing.TB, opts Options, clk *clock) *Server {

@@ -166,7 +166,7 @@ func TestScenarioSequences(t *testing.T) {
 			tk := credentials(t, s)
 			s.SetScenario(testApp, "ord1", tt.s)
 			for i, st := range tt.steps {
-				clk.Add(st.advance)
+				clk.Advance(st.advance)
 				if got := syncOnce(t, s, tk, "ord1", st.getFile).outcome(); got != st.want {
 					t.Errorf("sync %d (get_file %q) = %+v, want %+v", i, st.getFile, got, st.want)
 				}

@@ -93,14 +93,14 @@ func TestThrottleWindow(t *testing.T) {
 	if got := get(t, context.Background(), tokenURL(s.URL, "TIDA0002", "other")).str("code"); got != "0" {
 		t.Errorf("access_token of another app in the window code = %s, want 0", got)
 	}
-	clk.Add(4999 * time.Millisecond)
+	clk.Advance(4999 * time.Millisecond)
 	if got := syncOnce(t, s, tk, "w3", "0").str("code"); got != idasc.CodeThrottled {
 		t.Errorf("sync just before the window ends code = %s, want %s", got, idasc.CodeThrottled)
 	}
 	if n := s.ThrottledCalls(testApp); n != 4 {
 		t.Errorf("ThrottledCalls() = %d, want 4", n)
 	}
-	clk.Add(time.Millisecond)
+	clk.Advance(time.Millisecond)
 	for i, want := range []string{idasc.CodeNotReady, "0"} {
 		if got := syncOnce(t, s, tk, "w1-nr1", "0").str("code"); got != want {
 			t.Errorf("sync %d of w1-nr1 after the window code = %s, want %s", i+1, got, want)
@@ -156,7 +156,7 @@ func TestThrottleFromOrderNumber(t *testing.T) {
 		if got := syncOnce(t, s, tk, o, "0").str("code"); got != idasc.CodeThrottled {
 			t.Fatalf("sync %d (%s) in the window code = %s, want %s", i+1, o, got, idasc.CodeThrottled)
 		}
-		clk.Add(2 * time.Second)
+		clk.Advance(2 * time.Second)
 	}
 	// 6 s later: the window is over and the order's repeat opened no other.
 	for _, o := range []string{"t1-thr5s", "t2"} {
