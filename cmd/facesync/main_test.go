@@ -59,18 +59,8 @@ func newStack(t *testing.T) *stack {
 	t.Helper()
 	st := &stack{db: ticketcachetest.NewDB(t), s3: storagetest.StartServer(t)}
 	st.fake = idasctest.NewServer(t, idasctest.Options{Apps: map[string]string{testApp: testSecret}})
-	st.env = map[string]string{
-		"FACESYNC_REDIS_URL":        st.db.URL(),
-		"FACESYNC_APPS":             testApp + "=" + testSecret,
-		"FACESYNC_IDASC_URL":        st.fake.URL,
-		"FACESYNC_S3_BUCKET":        st.s3.Bucket,
-		"FACESYNC_S3_ENDPOINT":      st.s3.Endpoint,
-		"AWS_ACCESS_KEY_ID":         st.s3.AccessKey,
-		"AWS_SECRET_ACCESS_KEY":     st.s3.SecretKey,
-		"FACESYNC_HTTP_ADDR":        "127.0.0.1:0",
-		"FACESYNC_SHUTDOWN_TIMEOUT": "5s",
-		"FACESYNC_LOG_LEVEL":        "debug",
-	}
+	st.env = workertest.Command{RedisURL: st.db.URL(), AppID: testApp, Secret: testSecret, IdascURL: st.fake.URL, S3: st.s3}.Vars()
+	st.env["FACESYNC_LOG_LEVEL"] = "debug"
 	return st
 }
 

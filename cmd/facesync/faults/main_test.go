@@ -122,22 +122,12 @@ func newStack(t *testing.T, app string, redisArgs ...string) *stack {
 // env is a worker's environment: nothing of the test process's own, so
 // that no FACESYNC_ or AWS_ variable of the machine leaks in.
 func (s *stack) env(extra ...string) []string {
-	redisEnv := s.redisEnv
-	if redisEnv == nil {
-		redisEnv = []string{"FACESYNC_REDIS_URL=redis://" + s.redis.Addr + "/0"}
+	cmd := workertest.Command{AppID: s.app, Secret: s.secret, IdascURL: s.prov.URL, S3: s.s3}
+	if s.redis != nil {
+		cmd.RedisURL = "redis://" + s.redis.Addr + "/0"
 	}
-	env := append(append(workertest.CleanEnv(s.t.TempDir()), redisEnv...),
-		"FACESYNC_APPS="+s.app+"="+s.secret,
-		"FACESYNC_IDASC_URL="+s.prov.URL,
-		"FACESYNC_S3_BUCKET="+s.s3.Bucket,
-		"FACESYNC_S3_ENDPOINT="+s.s3.Endpoint,
-		"AWS_ACCESS_KEY_ID="+s.s3.AccessKey,
-		"AWS_SECRET_ACCESS_KEY="+s.s3.SecretKey,
-		"FACESYNC_HTTP_ADDR=127.0.0.1:0",
-		"FACESYNC_LOG_LEVEL=debug",
-		"FACESYNC_SHUTDOWN_TIMEOUT=5s",
-	)
-	return append(env, extra...)
+	// redisEnv (Sentinel, TLS) comes after the defaults and wins.
+	return cmd.Env(s.t.TempDir(), append(append([]string{"FACESYNC_LOG_LEVEL=debug"}, s.redisEnv...), extra...)...)
 }
 
 // startWorker starts a worker process with the stack's environment

@@ -219,18 +219,8 @@ type proc = workertest.Proc
 // workerEnv is the environment of a facesync worker process: only what it
 // needs, so nothing from the caller's FACESYNC_* or AWS_* settings leaks in.
 func (s *stack) workerEnv(concurrency int, extra ...string) []string {
-	return append(append(workertest.CleanEnv(s.dir),
-		"FACESYNC_REDIS_URL=redis://"+s.redis.Addr+"/0",
-		"FACESYNC_APPS="+appID+"="+appSecret,
-		"FACESYNC_IDASC_URL="+s.fake.URL,
-		"FACESYNC_S3_BUCKET="+s.s3.Bucket,
-		"FACESYNC_S3_ENDPOINT="+s.s3.Endpoint,
-		"AWS_ACCESS_KEY_ID="+s.s3.AccessKey,
-		"AWS_SECRET_ACCESS_KEY="+s.s3.SecretKey,
-		"FACESYNC_CONCURRENCY="+strconv.Itoa(concurrency),
-		"FACESYNC_HTTP_ADDR=127.0.0.1:0",
-		"FACESYNC_SHUTDOWN_TIMEOUT=5s",
-	), extra...)
+	cmd := workertest.Command{RedisURL: "redis://" + s.redis.Addr + "/0", AppID: appID, Secret: appSecret, IdascURL: s.fake.URL, S3: s.s3}
+	return cmd.Env(s.dir, append([]string{"FACESYNC_CONCURRENCY=" + strconv.Itoa(concurrency)}, extra...)...)
 }
 
 // start starts a child process with env; it is killed when the benchmark
