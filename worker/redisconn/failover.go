@@ -120,15 +120,24 @@ func (b *BurstLog) Error(err error) {
 	b.errors++
 }
 
-// OK ends a burst, if one is open, when a Redis call succeeds.
+// settle is how long a burst must have seen no error before a success
+// ends it: while a failover settles, some calls already succeed (a replica
+// answers, a duplicate needs no write) between others that still fail,
+// and each of them ending and reopening the burst would log a pair of
+// lines per task, the very noise the burst log is for.
+const settle = 2 * time.Second
+
+// OK ends a burst, if one is open and its last error is at least settle
+// (or quiet, if shorter) old, when a Redis call succeeds.
 func (b *BurstLog) OK() {
 	if !b.open.Load() {
 		return
 	}
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	if !b.start.IsZero() {
-		b.endLocked(b.now(), "redis answers again")
+	now := b.now()
+	if !b.start.IsZero() && now.Sub(b.last) >= min(settle, b.quiet) {
+		b.endLocked(now, "redis answers again")
 	}
 }
 
