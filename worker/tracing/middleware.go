@@ -47,5 +47,7 @@ func Middleware(tp trace.TracerProvider) asynq.MiddlewareFunc {
 // Order names the order on the span of ctx, once the handler has a valid
 // payload. App ids and order numbers are no personal data.
 func Order(ctx context.Context, appID, orderNo string) {
-	trace.SpanFromContext(ctx).SetAttributes(AttrAppID.String(appID), AttrOrderNo.String(orderNo))
+	if span := trace.SpanFromContext(ctx); span.IsRecording() { // no allocation when tracing is off
+		span.SetAttributes(AttrAppID.String(appID), AttrOrderNo.String(orderNo))
+	}
 }

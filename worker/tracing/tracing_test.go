@@ -154,3 +154,18 @@ func TestMiddlewareContinuesHeaders(t *testing.T) {
 		t.Errorf("the task without headers did not start a trace of its own")
 	}
 }
+
+// BenchmarkTracingOff is what the decision path pays per task with no
+// OTEL_* set: the worker wraps nothing then, and calls only Order (on the
+// attempt's context, which has no span) and Inject (for the evidence
+// task's headers).
+func BenchmarkTracingOff(b *testing.B) {
+	ctx := context.Background()
+	b.ReportAllocs()
+	for b.Loop() {
+		tracing.Order(ctx, "TIDA0001", "ord0001")
+		if h := tracing.Inject(ctx); h != nil {
+			b.Fatal("headers without a span")
+		}
+	}
+}
