@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"slices"
 	"strings"
@@ -97,33 +96,11 @@ func (m *Memory) Ping(ctx context.Context) error {
 // stores the file only once the whole of it was read without error and ctx
 // is still live. An empty r is refused, as by S3.
 func (m *Memory) PutFile(ctx context.Context, appID, orderNo, kind string, r io.Reader) (File, error) {
-	if err := checkIDs(appID, orderNo); err != nil {
+	name, contentType, body, err := openFile(ctx, appID, orderNo, kind, r)
+	if err != nil {
 		return File{}, err
 	}
-	if kind != KindPhoto && kind != KindVideo {
-		return File{}, fmt.Errorf("storage: kind %q: want %s or %s", truncate(kind), KindPhoto, KindVideo)
-	}
-	if err := ctx.Err(); err != nil {
-		return File{}, fmt.Errorf("storage: read %s: %w", kind, err)
-	}
-	head := make([]byte, sniffLen)
-	n, err := io.ReadFull(r, head)
-	switch {
-	case err == io.EOF:
-		return File{}, fmt.Errorf("storage: %s is empty", kind)
-	case err != nil && err != io.ErrUnexpectedEOF:
-		return File{}, fmt.Errorf("storage: read %s: %w", kind, err)
-	}
-	head = head[:n]
-	name, contentType := Sniff(kind, head)
 	key := m.folder(appID, orderNo) + name
-
-	body := &sumReader{
-		r:    io.MultiReader(bytes.NewReader(head), r),
-		stop: ctx.Err,
-		sha:  sha256.New(),
-		crc:  crc32.NewIEEE(),
-	}
 	var buf bytes.Buffer
 	src := io.Reader(body)
 	limit := m.room(key)

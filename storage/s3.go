@@ -219,30 +219,11 @@ func (s *S3) Ping(ctx context.Context) error {
 // PutFile implements Sink. See S3 for how the upload is checked and
 // bounded. An empty r is refused: empty evidence is no evidence.
 func (s *S3) PutFile(ctx context.Context, appID, orderNo, kind string, r io.Reader) (File, error) {
-	if err := checkIDs(appID, orderNo); err != nil {
+	name, contentType, body, err := openFile(ctx, appID, orderNo, kind, r)
+	if err != nil {
 		return File{}, err
 	}
-	if kind != KindPhoto && kind != KindVideo {
-		return File{}, fmt.Errorf("storage: kind %q: want %s or %s", truncate(kind), KindPhoto, KindVideo)
-	}
-	head := make([]byte, sniffLen)
-	n, err := io.ReadFull(r, head)
-	switch {
-	case err == io.EOF:
-		return File{}, fmt.Errorf("storage: %s is empty", kind)
-	case err != nil && err != io.ErrUnexpectedEOF:
-		return File{}, fmt.Errorf("storage: read %s: %w", kind, err)
-	}
-	head = head[:n]
-	name, contentType := Sniff(kind, head)
 	key := s.folder(appID, orderNo) + name
-
-	body := &sumReader{
-		r:    io.MultiReader(bytes.NewReader(head), r),
-		stop: ctx.Err,
-		sha:  sha256.New(),
-		crc:  crc32.NewIEEE(),
-	}
 	in := &transfermanager.UploadObjectInput{
 		Bucket:            &s.cfg.Bucket,
 		Key:               &key,
@@ -539,23 +520,7 @@ func (s *S3) GetManifest(ctx context.Context, appID, orderNo string) (*Manifest,
 	if err != nil {
 		return nil, fmt.Errorf("storage: read %s: %w", key, err)
 	}
-	if len(data) > maxManifestSize {
-		return nil, fmt.Errorf("storage: %s is larger than %d bytes: %w", key, maxManifestSize, ErrInvalidManifest)
-	}
-	var m Manifest
-	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("storage: %s: %v: %w", key, err, ErrInvalidManifest)
-	}
-	if m.AppID != appID || m.OrderNo != orderNo {
-		return nil, fmt.Errorf("storage: %s names order %q/%q: %w", key, truncate(m.AppID), truncate(m.OrderNo), ErrInvalidManifest)
-	}
-	if len(m.Files) == 0 {
-		return nil, fmt.Errorf("storage: %s lists no files: %w", key, ErrInvalidManifest)
-	}
-	if err := s.checkFiles(&m); err != nil {
-		return nil, fmt.Errorf("storage: %s: %v: %w", key, err, ErrInvalidManifest)
-	}
-	return &m, nil
+	return decodeManifest(data, key, s.cfg.Prefix, appID, orderNo)
 }
 
 // Verify implements Sink. It reads the manifest (ErrNotFound when there is

@@ -18,9 +18,11 @@ package storage
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"slices"
 )
@@ -312,4 +314,36 @@ func Sniff(kind string, head []byte) (name, contentType string) {
 		return "video.mp4", TypeMP4
 	}
 	return kind + ".bin", TypeBinary
+}
+
+// openFile checks a PutFile call and sniffs the file's first bytes: it
+// returns the object's name and content type and a reader of the whole
+// file that computes SHA-256 and CRC32 as it is read and stops when ctx
+// ends. Both sinks stream through it.
+func openFile(ctx context.Context, appID, orderNo, kind string, r io.Reader) (name, contentType string, body *sumReader, err error) {
+	if err := checkIDs(appID, orderNo); err != nil {
+		return "", "", nil, err
+	}
+	if kind != KindPhoto && kind != KindVideo {
+		return "", "", nil, fmt.Errorf("storage: kind %q: want %s or %s", truncate(kind), KindPhoto, KindVideo)
+	}
+	if err := ctx.Err(); err != nil {
+		return "", "", nil, fmt.Errorf("storage: read %s: %w", kind, err)
+	}
+	head := make([]byte, sniffLen)
+	n, err := io.ReadFull(r, head)
+	switch {
+	case err == io.EOF:
+		return "", "", nil, fmt.Errorf("storage: %s is empty", kind)
+	case err != nil && err != io.ErrUnexpectedEOF:
+		return "", "", nil, fmt.Errorf("storage: read %s: %w", kind, err)
+	}
+	head = head[:n]
+	name, contentType = Sniff(kind, head)
+	return name, contentType, &sumReader{
+		r:    io.MultiReader(bytes.NewReader(head), r),
+		stop: ctx.Err,
+		sha:  sha256.New(),
+		crc:  crc32.NewIEEE(),
+	}, nil
 }

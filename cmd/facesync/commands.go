@@ -279,11 +279,7 @@ func (m *Main) runEnqueue(ctx context.Context, args []string) error {
 		}
 		orders = append(orders, p)
 	}
-	c, err := m.config()
-	if err != nil {
-		return err
-	}
-	rdb, err := connectRedis(ctx, c)
+	c, rdb, err := m.redisConfig(ctx)
 	if err != nil {
 		return err
 	}

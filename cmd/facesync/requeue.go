@@ -46,11 +46,7 @@ func (m *Main) runRequeue(ctx context.Context, args []string) error {
 		}
 		f.AppID, f.OrderNo = *appID, *orderNo
 	}
-	c, err := m.config()
-	if err != nil {
-		return err
-	}
-	rdb, err := connectRedis(ctx, c)
+	_, rdb, err := m.redisConfig(ctx)
 	if err != nil {
 		return err
 	}
@@ -80,11 +76,7 @@ func (m *Main) runRequeue(ctx context.Context, args []string) error {
 // given), each with a fresh FACESYNC_WEBHOOK_WAIT; a delivery whose event
 // was delivered since, or whose order state is gone, is left.
 func (m *Main) requeueWebhooks(ctx context.Context, appID string) error {
-	c, err := m.config()
-	if err != nil {
-		return err
-	}
-	rdb, err := connectRedis(ctx, c)
+	_, rdb, err := m.redisConfig(ctx)
 	if err != nil {
 		return err
 	}

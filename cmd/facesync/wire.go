@@ -77,6 +77,21 @@ func connectRedis(ctx context.Context, c *Config) (*redis.Client, error) {
 	return rdb, nil
 }
 
+// redisConfig loads the configuration and connects to its Redis: the
+// preamble of every command that works on Redis. The caller closes the
+// client.
+func (m *Main) redisConfig(ctx context.Context) (*Config, *redis.Client, error) {
+	c, err := m.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	rdb, err := connectRedis(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c, rdb, nil
+}
+
 // newS3Client builds the S3 client from FACESYNC_S3_* and the AWS default
 // credential chain.
 func newS3Client(ctx context.Context, c *Config, hc *http.Client) (*s3.Client, error) {
