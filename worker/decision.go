@@ -13,6 +13,7 @@ import (
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/orderstore"
+	"github.com/facesync/facesync/worker/redisconn"
 	"github.com/facesync/facesync/worker/tracing"
 )
 
@@ -168,11 +169,11 @@ func (w *Worker) record(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 	if rec.Status != orderstore.StatusError && getFile != tasks.GetFileNone {
 		rec.Evidence.Status = orderstore.EvidencePending
 	}
-	c, err := w.store.Decide(ctx, rec, string(getFile))
+	// The task's result is written by the same script as the record.
+	c, err := w.store.DecideWithResult(ctx, rec, string(getFile), resultKey(ctx, t))
 	if err != nil {
 		return "retry", retry(retryTransient, err)
 	}
-	writeResult(t, c.Raw, log)
 	w.enqueueDueEvents(ctx, rec.AppID, rec.OrderNo, log) // the decision event, marked due by Decide
 	outcome, decided := c.Record.Status, now
 	if !c.Created {
@@ -242,4 +243,16 @@ func errorStatus(err error) string {
 		return fmt.Sprintf("HTTP %d", e.HTTPStatus)
 	}
 	return "an HTTP 4xx error"
+}
+
+// resultKey is the asynq task hash that holds the task's result (asynq
+// v0.26's key layout, which redisconn.TaskKey follows and a test there
+// pins), or "" for a task run without asynq's result writer.
+func resultKey(ctx context.Context, t *asynq.Task) string {
+	id, ok1 := asynq.GetTaskID(ctx)
+	queue, ok2 := asynq.GetQueueName(ctx)
+	if t.ResultWriter() == nil || !ok1 || !ok2 {
+		return ""
+	}
+	return redisconn.TaskKey(queue, id)
 }

@@ -55,7 +55,7 @@
 // marker as a KEYS entry too.
 //
 //	script            transition                                  KEYS                             ARGV
-//	decideScript      Decide: first final decision wins           record, state, marker, due set   record JSON, TTL ms, get_file, now ms, member
+//	decideScript      Decide: first final decision wins           record, state, marker, due set[, task hash]   record JSON, TTL ms, get_file, now ms, member
 //	sinceScript       NoteNotReady, NoteProviderNetwork: a clock  record, state, marker            now ms, TTL ms, field
 //	rejectScript      CountRejected                               record, state, marker            field, generation, TTL ms
 //	fileScript        NoteFile                                    record, state, marker            field, file JSON, TTL ms
@@ -212,21 +212,30 @@ end
 // ARGV[1] -> record JSON
 // ARGV[2] -> TTL in ms
 // ARGV[3] -> get_file to remember while evidence is pending (empty: none)
+// KEYS[4] -> facesync:events_due
+// KEYS[5] -> optional: the asynq task hash whose result is the stored record
 // ARGV[4] -> now, Unix ms, to mark the decision event due; empty: no event
-// ARGV[5] -> the event's member of the due set (KEYS[#KEYS])
+// ARGV[5] -> the event's member of the due set
 //
 // Output: {1, ARGV[1], ARGV[3]} when written; {0, stored record, the
 // remembered get_file, maybe empty} when a record existed; the purgedReply
 // error when the order was purged.
 var decideScript = redis.NewScript(purgedGuard + `
 local p = purged(KEYS[3]) if p then return p end
+local function result(r)
+  if #KEYS >= 5 and redis.call('EXISTS', KEYS[5]) == 1 then redis.call('HSET', KEYS[5], 'result', r) end
+end
 local cur = redis.call('GET', KEYS[1])
-if cur then return {0, cur, redis.call('HGET', KEYS[2], 'get_file') or ''} end
+if cur then
+  result(cur)
+  return {0, cur, redis.call('HGET', KEYS[2], 'get_file') or ''}
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+result(ARGV[1])
 if ARGV[3] ~= '' then redis.call('HSET', KEYS[2], 'get_file', ARGV[3]) end
 if ARGV[4] ~= '' then
   redis.call('HSET', KEYS[2], 'event:decision', ARGV[1])
-  redis.call('ZADD', KEYS[#KEYS], ARGV[4], ARGV[5])
+  redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
 return {1, ARGV[1], ARGV[3]}`)
@@ -382,6 +391,15 @@ type Decided struct {
 // a duplicate re-enqueueing the evidence task asks for what the first
 // order did.
 func (s *Store) Decide(ctx context.Context, rec *Record, getFile string) (*Decided, error) {
+	return s.DecideWithResult(ctx, rec, getFile, "")
+}
+
+// DecideWithResult is Decide that also writes the stored record as the
+// result of the asynq task whose hash is resultKey (asynq v0.26 keeps a
+// task's result in the "result" field of its hash, as its ResultWriter
+// does), in the same script: one round trip less per order. An empty
+// resultKey writes no result; a hash that does not exist is left alone.
+func (s *Store) DecideWithResult(ctx context.Context, rec *Record, getFile, resultKey string) (*Decided, error) {
 	b, err := json.Marshal(rec)
 	if err != nil {
 		return nil, fmt.Errorf("encode decision record: %w", err)
@@ -394,7 +412,11 @@ func (s *Store) Decide(ctx context.Context, rec *Record, getFile string) (*Decid
 	if s.marksEvents(rec.AppID) {
 		dueMs = strconv.FormatInt(time.Now().UnixMilli(), 10)
 	}
-	v, err := decideScript.Run(ctx, s.rdb, append(s.keys(rec.AppID, rec.OrderNo), EventsDueKey),
+	keys := append(s.keys(rec.AppID, rec.OrderNo), EventsDueKey)
+	if resultKey != "" {
+		keys = append(keys, resultKey)
+	}
+	v, err := decideScript.Run(ctx, s.rdb, keys,
 		b, s.ttl.Milliseconds(), getFile, dueMs, eventMember(rec.AppID, rec.OrderNo, EventDecision)).Slice()
 	if err != nil {
 		return nil, fmt.Errorf("write decision record: %w", scriptErr(rec.AppID, rec.OrderNo, err))

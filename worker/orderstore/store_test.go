@@ -362,3 +362,36 @@ func sha256Hex(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])
 }
+
+// TestDecideWithResult: the stored record (the first decision, also for a
+// duplicate) becomes the task hash's result in the same script; a hash
+// that does not exist is not created.
+func TestDecideWithResult(t *testing.T) {
+	t.Parallel()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	s := newStore(t, rdb, time.Hour)
+	ctx := context.Background()
+	mr.HSet("asynq:{facesync}:t:A:O", "state", "active")
+	d, err := s.DecideWithResult(ctx, pending("A", "O"), "1", "asynq:{facesync}:t:A:O")
+	if err != nil || !d.Created {
+		t.Fatalf("DecideWithResult = %+v, %v", d, err)
+	}
+	if got := mr.HGet("asynq:{facesync}:t:A:O", "result"); got != string(d.Raw) {
+		t.Errorf("task result = %s, want the record %s", got, d.Raw)
+	}
+	mr.HSet("asynq:{facesync}:t:dup", "state", "active")
+	second := &orderstore.Record{Decision: orderstore.Decision{AppID: "A", OrderNo: "O", Status: orderstore.StatusError}}
+	if _, err := s.DecideWithResult(ctx, second, "1", "asynq:{facesync}:t:dup"); err != nil {
+		t.Fatal(err)
+	}
+	if got := mr.HGet("asynq:{facesync}:t:dup", "result"); got != string(d.Raw) {
+		t.Errorf("duplicate's task result = %s, want the first record", got)
+	}
+	if _, err := s.DecideWithResult(ctx, pending("A", "P"), "1", "asynq:{facesync}:t:gone"); err != nil {
+		t.Fatal(err)
+	}
+	if mr.Exists("asynq:{facesync}:t:gone") {
+		t.Errorf("DecideWithResult created a task hash that did not exist")
+	}
+}
