@@ -177,6 +177,10 @@ func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []
 	for _, k := range missing {
 		want[k] = true
 	}
+	// noteErr is the order store's refusal inside the upload callback: a
+	// Redis failover or a purge, returned as it is rather than as the
+	// provider client's error, so that it is judged as what it is.
+	var noteErr error
 	err = w.paced(ctx, p.AppID, "sync_evidence", log, func() error {
 		_, serr := w.provider.SyncEvidence(ctx, idasc.SyncRequest{AppID: p.AppID, OrderNo: p.OrderNo, Ticket: tk.Value},
 			getFileFor(missing), w.cfg.MaxEvidenceBytes,
@@ -192,6 +196,7 @@ func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []
 				w.m.uploadDuration.WithLabelValues(kind).Observe(time.Since(up).Seconds())
 				w.m.evidenceBytes.WithLabelValues(kind).Add(float64(f.Size))
 				if err := w.store.NoteFile(ctx, p.AppID, p.OrderNo, f); err != nil {
+					noteErr = err
 					return fmt.Errorf("store evidence: %w", err)
 				}
 				have[kind] = f
@@ -200,6 +205,9 @@ func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []
 			})
 		return serr
 	})
+	if err != nil && noteErr != nil {
+		return tk.Generation, fmt.Errorf("store evidence: %w", noteErr)
+	}
 	if isThrottled(err) {
 		return tk.Generation, err
 	}

@@ -397,7 +397,8 @@ func (w *Worker) Reconcile(ctx context.Context) (ReconcileStats, error) {
 	}
 	// Webhook events marked due whose delivery task a crash kept from
 	// being queued (section 11: no event is lost).
-	n, err = w.EnqueueDueEvents(ctx, r.a.now())
+	// The due set is scored by the wall clock (orderstore), not Deps.Now.
+	n, err = w.EnqueueDueEvents(ctx, time.Now())
 	st.Webhooks = n
 	if err != nil {
 		return st, err

@@ -106,6 +106,20 @@ func (w *Worker) enqueueDueEvents(ctx context.Context, appID, orderNo string, lo
 // is queued. Events that are not due (delivered, or their state gone) are
 // only taken off the due set.
 func (w *Worker) enqueueEvents(ctx context.Context, appID, orderNo string, since time.Time, only ...string) (int, error) {
+	// A purge under way (its marker set, its state not yet deleted) must
+	// not get a delivery task queued after it deleted the order's tasks.
+	purged, err := w.store.Purged(ctx, appID, orderNo)
+	if err != nil {
+		return 0, err
+	}
+	if purged {
+		for _, name := range []string{orderstore.EventDecision, orderstore.EventEvidence} {
+			if err := w.store.EventQueued(ctx, appID, orderNo, name); err != nil {
+				return 0, err
+			}
+		}
+		return 0, nil
+	}
 	ev, err := w.store.DueEvents(ctx, appID, orderNo)
 	if err != nil {
 		return 0, err

@@ -102,15 +102,16 @@ func (m *Main) serveWorker(ctx context.Context, c *Config, log *zap.Logger, sink
 		}
 		sink = s3sink
 	}
-	if tp != nil {
-		rdb.AddHook(tracing.RedisHook(tp))
-		sink = tracing.Sink(sink, tp)
-	}
 	if err := pingSink(ctx, sink); err != nil {
 		return infraErr(err)
 	}
+	// On the sink itself: the tracing wrapper hides the S3 sink's reads.
 	if err := checkRetentionLock(ctx, c, sink); err != nil {
 		return err
+	}
+	if tp != nil {
+		rdb.AddHook(tracing.RedisHook(tp))
+		sink = tracing.Sink(sink, tp)
 	}
 
 	reg := prometheus.NewRegistry()

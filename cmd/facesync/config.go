@@ -146,7 +146,9 @@ func LoadConfig(getenv func(string) string) (*Config, error) {
 	}
 	// The pool is shared with asynq's servers: room for every task in
 	// flight, plus the ticket cache and asynq's housekeeping.
-	rc.PoolSize = c.Concurrency + c.EvidenceConcurrency + 20
+	// Every task in flight may hold a connection (and one more while it
+	// waits for a replica in Sentinel mode), webhook deliveries included.
+	rc.PoolSize = 2*(c.Concurrency+c.EvidenceConcurrency+webhook.DefaultConcurrency) + 20
 	c.redis = rc
 	if u, err := url.Parse(c.IdascURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, &configError{"FACESYNC_IDASC_URL", "want an http:// or https:// base URL"}

@@ -325,6 +325,11 @@ func (p *purger) findTasks(o orderRef) []taskRef {
 			out = append(out, r)
 		}
 	}
+	// The webhook deliveries' IDs name their event; found directly even
+	// when a listing below fails.
+	for _, ev := range []string{tasks.EventDecision, tasks.EventEvidence} {
+		add(taskRef{tasks.QueueWebhook, tasks.WebhookID(o.AppID, o.OrderNo, ev)})
+	}
 	for _, q := range purgeQueues {
 		add(taskRef{q, id})
 		lists := []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){

@@ -602,7 +602,15 @@ func (s *Store) UpdateEvidence(ctx context.Context, appID, orderNo string, fn fu
 // Delete removes the order's record and bookkeeping (a purge does it once
 // the marker is set; the marker stays).
 func (s *Store) Delete(ctx context.Context, appID, orderNo string) error {
-	if err := s.rdb.Del(ctx, RecordKey(appID, orderNo), stateKey(appID, orderNo)).Err(); err != nil {
+	// The fleet-wide sets name the order too: its due events and
+	// revivals under way go with it, in one transaction.
+	_, err := s.rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, RecordKey(appID, orderNo), stateKey(appID, orderNo))
+		p.ZRem(ctx, EventsDueKey, eventMember(appID, orderNo, EventDecision), eventMember(appID, orderNo, EventEvidence))
+		p.ZRem(ctx, JournalKey, journalMember(PhaseDecision, appID, orderNo), journalMember(PhaseEvidence, appID, orderNo))
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("delete order state: %w", err)
 	}
 	return nil
