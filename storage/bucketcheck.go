@@ -89,9 +89,9 @@ func (r *BucketReport) String() string {
 }
 
 // CheckBucket reads the bucket's region, versioning, object-lock default,
-// default encryption and lifecycle rules, and lists as problems (section
-// 6a of the contract): no rule aborting multipart uploads under the prefix
-// (unless the clean-up is the server's); a retention that no rule
+// default encryption and lifecycle rules, and lists as problems: no rule
+// aborting multipart uploads under the prefix (unless the clean-up is the
+// server's); a retention that no rule
 // enforces (for a versioned bucket, noncurrent versions too); an object
 // lock, the longer of Config.LockDays and the bucket's default retention,
 // that outlives the retention; and a server that answers NotImplemented to

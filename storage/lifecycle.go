@@ -348,7 +348,7 @@ func (s *S3) putLifecycle(ctx context.Context, rules []types.LifecycleRule) erro
 }
 
 // SetupLifecycle merges facesync's lifecycle rules into the bucket's
-// configuration (section 6a of the contract): RuleAbortMultipart aborts
+// configuration: RuleAbortMultipart aborts
 // multipart uploads under the prefix after 1 day unless the server cleans
 // them up itself; RuleExpire, with a retention, expires objects under the
 // prefix after RetentionDays and noncurrent versions 1 day after they

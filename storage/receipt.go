@@ -29,7 +29,7 @@ const maxReceiptText = 1024
 // receipts are never overwritten.
 var ErrReceiptExists = errors.New("receipt already exists")
 
-// Receipt is the record of one purge (section 6a of the contract). It
+// Receipt is the record of one purge, which an auditor keeps. It
 // names the order and the object versions deleted, with their hashes; it
 // holds no name, id number or score.
 type Receipt struct {

@@ -334,7 +334,7 @@ func enqueue(ctx context.Context, c Enqueuer, t *asynq.Task) (bool, error) {
 	return false, nil
 }
 
-// Webhook events (CONTRACT.md section 11): an order's decision became final,
+// Webhook events: an order's decision became final,
 // and its evidence reached a final state.
 const (
 	EventDecision = "decision"

@@ -1,7 +1,6 @@
 // Package ticketcache shares one access token and one SIGN ticket per app
 // between every facesync worker pod (and the partner's own backend) through
-// Redis, so the fleet behaves towards the provider as a single client
-// (CONTRACT.md section 5).
+// Redis, so the fleet behaves towards the provider as a single client.
 //
 // The provider kills an access token, and every ticket made from it, about a
 // minute after a newer token is fetched. So exactly one process at a time

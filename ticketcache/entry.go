@@ -207,7 +207,7 @@ func checkCredential(c Credential) error {
 
 func seconds(d time.Duration) string { return strconv.FormatInt(int64(d/time.Second), 10) }
 
-// checkAppID accepts the app ids of CONTRACT.md section 3, so that no key is
+// checkAppID accepts app ids of 1 to 32 of A-Z a-z 0-9 _ -, so that no key is
 // built from anything else. It never echoes the id: it may be anything.
 func checkAppID(appID string) error {
 	if len(appID) == 0 || len(appID) > 32 {

@@ -56,8 +56,8 @@ func runRows(t *testing.T, b *workertest.Env, rows []classRow, opts ...asynq.Opt
 	}
 }
 
-// TestClassificationRecords shows a record for each row of the contract's
-// classification table (section 2) but the throttled one, from the fake
+// TestClassificationRecords shows a record for each row of the
+// classification of provider answers but the throttled one, from the fake
 // over HTTP through the worker.
 func TestClassificationRecords(t *testing.T) {
 	t.Parallel()
@@ -92,8 +92,8 @@ func TestClassificationRecords(t *testing.T) {
 	t.Error("no log line says the provider refused the app's account")
 }
 
-// TestCategoryRecords shows a failed record for each category of the
-// contract's section 4, two codes of each row, and the catch-all.
+// TestCategoryRecords shows a failed record for each category of a failed
+// record, two codes of each row, and the catch-all.
 func TestCategoryRecords(t *testing.T) {
 	t.Parallel()
 	b := workertest.New(t, workertest.Options{})

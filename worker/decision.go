@@ -72,7 +72,8 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 		return serr
 	})
 	if isThrottled(err) {
-		// Never a decision, never retries_exhausted (CONTRACT.md section 2a).
+		// Never a decision, never retries_exhausted: a rate limit says
+		// nothing of the user's session.
 		return "throttled", err
 	}
 	var re *retryError
@@ -133,7 +134,7 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
 	}
 	if rec.Status == orderstore.StatusFailed {
-		// So a partner can tell its user what to do (CONTRACT.md section 4).
+		// So a partner can tell its user what to do.
 		rec.Category = idasc.Category(rec.Code)
 	}
 	return w.record(ctx, t, p, rec, log)
@@ -227,7 +228,7 @@ func answerLabel(c idasc.Class) string {
 }
 
 // providerCodeMsg is the msg of a provider_refused or provider_request
-// record: "provider code {code}: {provider's msg}" (CONTRACT.md section 2).
+// record: "provider code {code}: {provider's msg}", as partners parse it.
 func providerCodeMsg(err error) string {
 	var e *idasc.Error
 	if !errors.As(err, &e) {

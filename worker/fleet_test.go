@@ -49,7 +49,7 @@ func waitAllPassed(t *testing.T, b *workertest.Env, orders []string) {
 	}
 }
 
-// TestFleetPauseFigure is the fleet figure of CONTRACT.md section 2a
+// TestFleetPauseFigure is the fleet-wide pause's figure
 // through the real worker: 3 workers on one Redis, the fake throttling
 // every sync call of the app for 5 s, 60 orders arriving over the first
 // 2 s. With the fleet-wide pause a handful of calls reach the provider

@@ -19,7 +19,7 @@ import (
 const maxPauseWait = 2 * time.Second
 
 // paced sends one provider call of the app (call names it in metrics)
-// through the fleet's pacing (CONTRACT.md section 2a): Acquire before,
+// through the fleet's pacing: Acquire before,
 // Done after with the answer. It returns send's error as it is, except
 // that a throttled answer, or a wait on the pacing that could not be
 // waited out, comes back as a retryThrottled error (no failure, never

@@ -396,7 +396,7 @@ func (w *Worker) Reconcile(ctx context.Context) (ReconcileStats, error) {
 		}
 	}
 	// Webhook events marked due whose delivery task a crash kept from
-	// being queued (section 11: no event is lost).
+	// being queued: no event is lost to a crash.
 	// The due set is scored by the wall clock (orderstore), not Deps.Now.
 	n, err = w.EnqueueDueEvents(ctx, time.Now())
 	st.Webhooks = n

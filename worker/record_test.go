@@ -113,7 +113,7 @@ func TestConfigRefusesShortEvidenceDelay(t *testing.T) {
 }
 
 // TestRecordJSONFrozen guards the stored contract: partners and auditors
-// read these names (CONTRACT.md sections 4 and 6).
+// read these names in records and manifests.
 func TestRecordJSONFrozen(t *testing.T) {
 	t.Parallel()
 	f := storage.File{Kind: "photo", Key: "evidence/A/O/photo.jpg", ContentType: "image/jpeg", Size: 3, SHA256: "ab"}

@@ -98,7 +98,7 @@ func backoff(n int, base, max time.Duration) time.Duration {
 
 // IsFailure tells asynq which errors spend the task's retry budget: a
 // cancellation by shutdown does not, nor an attempt the provider
-// throttled or the fleet's pacing held back (CONTRACT.md section 2a),
+// throttled or the fleet's pacing held back,
 // nor Redis failing over (or a write it lost doing so), which passes
 // once a master answers: such attempts did nothing wrong.
 func IsFailure(err error) bool {

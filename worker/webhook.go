@@ -17,7 +17,7 @@ import (
 	"github.com/facesync/facesync/worker/webhook"
 )
 
-// webhooks is the worker's part of the contract's section 11: the apps
+// webhooks is the worker's part of webhook delivery: the apps
 // with a webhook, the sender and the asynq server of queue
 // facesync_webhook, whose own small concurrency (webhook.Config's, 4 by
 // default) keeps slow receivers from holding decision or evidence slots.

@@ -42,8 +42,8 @@ type Tickets interface {
 	Reject(ctx context.Context, appID string, generation int64) error
 }
 
-// Config is the worker's configuration; zero values take the contract's
-// defaults (CONTRACT.md section 8).
+// Config is the worker's configuration; zero values take the documented
+// defaults (the Default* constants).
 type Config struct {
 	Apps                []string      // configured app ids; others get status error unknown_app
 	Concurrency         int           // decision tasks in flight (50)
@@ -64,7 +64,7 @@ type Config struct {
 	PollInterval      time.Duration
 	ReconcileInterval time.Duration // how often archived tasks are looked for (30s)
 	// Webhooks are the apps' webhooks and their delivery settings
-	// (FACESYNC_WEBHOOKS_FILE, FACESYNC_WEBHOOK_WAIT, ...; section 11).
+	// (FACESYNC_WEBHOOKS_FILE, FACESYNC_WEBHOOK_WAIT, ...).
 	Webhooks webhook.Config
 }
 
@@ -175,8 +175,8 @@ type Deps struct {
 	// Tracer gives every task attempt a span continuing the trace of the
 	// task's headers (package tracing); nil: no spans.
 	Tracer trace.TracerProvider
-	// Pacer paces every provider sync call fleet-wide (CONTRACT.md
-	// section 2a); every pod has one on the shared Redis. nil: no pacing,
+	// Pacer paces every provider sync call fleet-wide; every pod has one
+	// on the shared Redis. nil: no pacing,
 	// each task backs off on its own (for tests and comparisons).
 	Pacer *pacing.Pacer
 	// Confirm, with Config.WaitReplica, returns once the replicas hold

@@ -205,8 +205,8 @@ func newTicketCache(rdb redis.UniversalClient, c *Config, p *idasc.Client, log *
 }
 
 // finalProviderError tells the ticket cache which provider answers no
-// retry mends (CONTRACT.md section 2): the app's account refused, or the
-// request itself; throttled and transient answers are retried.
+// retry mends: the app's account refused, or the request itself;
+// throttled and transient answers are retried.
 func finalProviderError(err error) bool { return idasc.IsRefused(err) || idasc.IsBadRequest(err) }
 
 // opsHandler serves /metrics, /healthz and /readyz.

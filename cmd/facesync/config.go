@@ -20,8 +20,9 @@ import (
 	"github.com/facesync/facesync/worker/webhook"
 )
 
-// Config is facesync's configuration from the environment (CONTRACT.md
-// section 8). Each field names its variable.
+// Config is facesync's configuration from the environment: the FACESYNC_*
+// variables (and AWS_*, OTEL_* read elsewhere), with their documented
+// defaults. Each field names its variable.
 type Config struct {
 	RedisURL            string            // FACESYNC_REDIS_URL
 	RedisCAFile         string            // FACESYNC_REDIS_CA_FILE
@@ -224,8 +225,8 @@ func (c *Config) requireAPI() error {
 	return c.requireBucket()
 }
 
-// pacingConfig is the fleet-wide pacing's configuration (CONTRACT.md
-// section 2a): the contract's pauses, and the rate cap.
+// pacingConfig is the fleet-wide pacing's configuration: the default
+// pauses (1 s doubling to 30 s), and the rate cap.
 func (c *Config) pacingConfig() pacing.Config {
 	return pacing.Config{Rate: c.ProviderRate}
 }

@@ -40,7 +40,7 @@ const k8sDir = "deploy/kubernetes"
 // config/crd/bases/keda.sh_scaledobjects.yaml at v2.20.2).
 const kedaCRD = "testdata/keda.sh_scaledobjects.v2.20.2.yaml"
 
-// notYetRead are names of CONTRACT.md section 8 that the manifests may set
+// notYetRead are documented FACESYNC_* (and OTEL_*) names the manifests may set
 // although LoadConfig does not read them yet: the features that read them
 // are still being built. Drop a name once LoadConfig (or the command that
 // uses it) reads it; the test says when.

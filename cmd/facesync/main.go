@@ -16,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Exit codes for every command (CONTRACT.md section 7).
+// Exit codes, the same for every command.
 const (
 	exitOK    = 0 // done
 	exitNo    = 1 // the answer is no: no record, a mismatch

@@ -48,7 +48,7 @@ type orderRef struct{ AppID, OrderNo string }
 
 func (o orderRef) String() string { return o.AppID + ":" + o.OrderNo }
 
-// runPurge runs `facesync purge` (section 6a of the contract): for each
+// runPurge runs `facesync purge`: for each
 // order, the object-lock check, the purge marker, the order's tasks
 // cancelled and deleted, its objects, its keys, and a deletion receipt.
 func (m *Main) runPurge(ctx context.Context, args []string) error {

@@ -477,7 +477,8 @@ func (s suite) manifest(t *testing.T) {
 	}
 }
 
-// manifestKeyOrder is the contract's field order (section 6).
+// manifestKeyOrder is the manifest's fixed field order: the decision
+// record's fields, then fetched_at and files.
 const manifestKeyOrder = "app_id order_no status code msg biz_seq_no transaction_time occurred_time live_rate similarity id_type id_no name decided_at fetched_at files"
 
 // jsonKeys lists the top-level keys of a JSON object in order.

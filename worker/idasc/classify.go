@@ -14,8 +14,8 @@ type ClassRow struct {
 	Meaning string
 }
 
-// classRows is the classification of provider codes (CONTRACT.md section
-// 2), the one place it is written down. A code not listed is ClassFailed.
+// classRows is the classification of provider codes, the one place it is
+// written down. A code not listed is ClassFailed.
 // Access token, ticket, sync and evidence calls all use it.
 var classRows = []ClassRow{
 	{ClassNone, []string{CodeOK}, "verified, same person"},
@@ -73,7 +73,7 @@ func StatusClass(status int) Class {
 	return ClassTransient
 }
 
-// The categories of a failed record (CONTRACT.md section 4), so a partner
+// The categories of a failed record, so a partner
 // can tell its user what to do without a code table of its own.
 const (
 	CategoryMismatch = "mismatch" // not the same person
@@ -92,7 +92,7 @@ type CategoryRow struct {
 	Codes    []string
 }
 
-// categoryRows is the category table of CONTRACT.md section 4, its ranges
+// categoryRows is the category table of failed records, its ranges
 // written out code by code, the one place it is written down.
 var categoryRows = []CategoryRow{
 	{CategoryMismatch, "not the same person", []string{"66660004", "2011", "2015", "2016"}},

@@ -8,7 +8,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc"
 )
 
-// contractClasses is the classification table of CONTRACT.md section 2,
+// contractClasses is the published classification of provider answers,
 // code by code, written out here so a change to the table in the code
 // must be made twice.
 var contractClasses = []struct {
@@ -24,7 +24,7 @@ var contractClasses = []struct {
 	{idasc.ClassTransient, []string{"66660021"}},
 }
 
-// contractCategories is the category table of CONTRACT.md section 4, its
+// contractCategories is the published category table of failed records, its
 // ranges written out.
 var contractCategories = []struct {
 	category string

@@ -42,11 +42,10 @@ type Result struct {
 	Name            string
 }
 
-// Class is how the worker treats a provider answer or a failure to get one
-// (CONTRACT.md section 2).
+// Class is how the worker treats a provider answer or a failure to get one.
 type Class int
 
-// The classes of CONTRACT.md section 2.
+// The classes of provider answers.
 const (
 	ClassNone       Class = iota // no error: code 0
 	ClassTransient               // network error, timeout, HTTP 5xx, malformed JSON, invalid base64, code 66660021: retry with backoff
@@ -146,7 +145,7 @@ func IsTransient(err error) bool { return ClassOf(err) == ClassTransient }
 // IsProviderNetwork reports whether the provider answered 66660021 (network
 // trouble on its side): transient, but only until FACESYNC_RESULT_WAIT has
 // passed since the first such answer; then it is recorded failed, category
-// session (CONTRACT.md section 2).
+// session.
 func IsProviderNetwork(err error) bool {
 	var e *Error
 	return errors.As(err, &e) && e.Class == ClassTransient && e.Code == CodeProviderNetwork

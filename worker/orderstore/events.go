@@ -11,8 +11,8 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Webhook events an order's transitions make due (the contract's
-// section 11): the first final decision, and evidence reaching a final
+// Webhook events an order's transitions make due: the first final
+// decision, and evidence reaching a final
 // state.
 const (
 	EventDecision = "decision"

@@ -101,7 +101,7 @@ func runFleet(t *testing.T, srv *idasctest.Server, appID, secret string, pods []
 	return run
 }
 
-// TestFleetPauseFigure is the fleet figure of CONTRACT.md section 2a: 3
+// TestFleetPauseFigure is the fleet-wide pause's figure: 3
 // pods of 20 workers, 60 orders, a provider throttling every call for 5 s.
 // A paused fleet sends a handful of calls during the window; orders
 // retrying on their own send dozens. Every order passes either way.

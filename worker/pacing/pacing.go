@@ -1,5 +1,5 @@
 // Package pacing paces a fleet's calls to a provider per app, through
-// Redis, so that every pod slows down together (CONTRACT.md section 2a):
+// Redis, so that every pod slows down together:
 //
 //   - A throttled answer pauses the app's calls for the whole fleet: 1 s
 //     after the first, doubling with each further throttled answer up to
@@ -36,7 +36,7 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// Defaults of Config, from CONTRACT.md section 2a.
+// Defaults of Config: the pauses facesync documents for partners.
 const (
 	DefaultFirstPause   = time.Second
 	DefaultMaxPause     = 30 * time.Second
@@ -476,7 +476,7 @@ func (p *Pacer) State(ctx context.Context, appID string) (State, error) {
 }
 
 // validApp checks an app id before a Redis key is built from it: 1 to 32
-// characters of A-Z a-z 0-9 _ - (CONTRACT.md section 3).
+// characters of A-Z a-z 0-9 _ -, the only app ids there are.
 func validApp(appID string) error {
 	if appID == "" || len(appID) > 32 {
 		return fmt.Errorf("pacing: app id %q is not 1 to 32 characters", appID)

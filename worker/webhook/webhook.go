@@ -1,5 +1,5 @@
-// Package webhook sends facesync's signed webhooks (CONTRACT.md section
-// 11): the webhooks file, the signature, one delivery attempt over HTTP,
+// Package webhook sends facesync's signed webhooks: the webhooks file, the
+// signature, one delivery attempt over HTTP,
 // and its metrics. It knows nothing of asynq or of the order store: the
 // worker decides when an event is due and what the record says, and this
 // package delivers bytes to a partner and says how it went.

@@ -180,7 +180,7 @@ func NewHTTPServer(h http.Handler) *http.Server {
 	}
 }
 
-// Error codes (CONTRACT.md section 10).
+// Error codes: the code word of every JSON error the API answers.
 const (
 	codeNotFound         = "not_found"
 	codeMethodNotAllowed = "method_not_allowed"

@@ -2,7 +2,7 @@
 // over real HTTP, for tests and for the `facesync fake-idasc` simulator.
 //
 // It serves GET /api/oauth2/access_token, /api/oauth2/api_ticket and
-// /api/server/sync as the provider does (CONTRACT.md section 2):
+// /api/server/sync as the provider does:
 //
 //   - Minting an access token leaves every older token of the app, and the
 //     tickets made from it, valid for Options.Overlap (60 s by default);
