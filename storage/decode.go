@@ -2,6 +2,7 @@ package storage
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 )
 
@@ -33,4 +34,24 @@ func decodeManifest(data []byte, key, prefix, appID, orderNo string) (*Manifest,
 // depend on the key prefix alone.
 func checkManifestFiles(prefix string, m *Manifest) error {
 	return (&S3{cfg: Config{Prefix: prefix}}).checkFiles(m)
+}
+
+// checkManifest refuses a manifest PutManifest may not write (none, bad
+// ids, no files, files not of its order) and returns its key, for the
+// sink whose key prefix is prefix.
+func checkManifest(prefix string, m *Manifest) (string, error) {
+	if m == nil {
+		return "", errors.New("storage: nil manifest")
+	}
+	if err := checkIDs(m.AppID, m.OrderNo); err != nil {
+		return "", err
+	}
+	key := prefix + m.AppID + "/" + m.OrderNo + "/" + ManifestName
+	if len(m.Files) == 0 {
+		return "", fmt.Errorf("storage: manifest %s lists no files", key)
+	}
+	if err := checkManifestFiles(prefix, m); err != nil {
+		return "", fmt.Errorf("storage: manifest %s: %w", key, err)
+	}
+	return key, nil
 }

@@ -158,18 +158,9 @@ func (m *Memory) store(key string, data []byte, contentType string) error {
 // The check and the write happen under one lock, so of racing writers
 // exactly one succeeds.
 func (m *Memory) PutManifest(ctx context.Context, man *Manifest) (string, error) {
-	if man == nil {
-		return "", errors.New("storage: nil manifest")
-	}
-	if err := checkIDs(man.AppID, man.OrderNo); err != nil {
+	key, err := checkManifest(m.prefix, man)
+	if err != nil {
 		return "", err
-	}
-	key := m.folder(man.AppID, man.OrderNo) + ManifestName
-	if len(man.Files) == 0 {
-		return "", fmt.Errorf("storage: manifest %s lists no files", key)
-	}
-	if err := checkManifestFiles(m.prefix, man); err != nil {
-		return "", fmt.Errorf("storage: manifest %s: %w", key, err)
 	}
 	if err := ctx.Err(); err != nil {
 		return "", fmt.Errorf("storage: put manifest %s: %w", key, err)

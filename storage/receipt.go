@@ -1,20 +1,12 @@
 package storage
 
 import (
-	"bytes"
 	"context"
-	"encoding/base64"
-	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"net/http"
 	"time"
-
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 )
 
 // ReceiptTimeFormat is how a receipt's purged_at is written, in its body
@@ -95,24 +87,7 @@ func (s *S3) PutReceipt(ctx context.Context, prefix string, r Receipt) (string, 
 	}
 	data = append(data, '\n')
 	key := prefix + r.AppID + "/" + r.OrderNo + "/" + stamp + ".json"
-	var crc [4]byte
-	binary.BigEndian.PutUint32(crc[:], crc32.ChecksumIEEE(data))
-	in := &s3.PutObjectInput{
-		Bucket:        &s.cfg.Bucket,
-		Key:           &key,
-		Body:          bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))),
-		ContentType:   aws.String("application/json"),
-		ChecksumCRC32: aws.String(base64.StdEncoding.EncodeToString(crc[:])),
-		IfNoneMatch:   aws.String("*"),
-	}
-	if s.cfg.SSE != "" {
-		in.ServerSideEncryption = types.ServerSideEncryption(s.cfg.SSE)
-		if s.cfg.KMSKeyID != "" {
-			in.SSEKMSKeyId = &s.cfg.KMSKeyID
-		}
-	}
-	if _, err := s.client.PutObject(ctx, in); err != nil {
+	if _, err := s.client.PutObject(ctx, s.putOnceInput(key, data)); err != nil {
 		if httpStatus(err) == http.StatusPreconditionFailed {
 			return "", fmt.Errorf("storage: %s: %w", key, ErrReceiptExists)
 		}

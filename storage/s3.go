@@ -392,23 +392,38 @@ func (c *sealingClient) CompleteMultipartUpload(ctx context.Context, in *s3.Comp
 	return c.S3APIClient.CompleteMultipartUpload(ctx, &cp, opts...)
 }
 
+// putOnceInput is the PutObject of a small JSON document (a manifest, a
+// receipt) that is written once: If-None-Match: *, its CRC32 for the
+// server to check, and the sink's server-side encryption.
+func (s *S3) putOnceInput(key string, data []byte) *s3.PutObjectInput {
+	var crc [4]byte
+	binary.BigEndian.PutUint32(crc[:], crc32.ChecksumIEEE(data))
+	in := &s3.PutObjectInput{
+		Bucket:        &s.cfg.Bucket,
+		Key:           &key,
+		Body:          bytes.NewReader(data),
+		ContentLength: aws.Int64(int64(len(data))),
+		ContentType:   aws.String("application/json"),
+		ChecksumCRC32: aws.String(base64.StdEncoding.EncodeToString(crc[:])),
+		IfNoneMatch:   aws.String("*"),
+	}
+	if s.cfg.SSE != "" {
+		in.ServerSideEncryption = types.ServerSideEncryption(s.cfg.SSE)
+		if s.cfg.KMSKeyID != "" {
+			in.SSEKMSKeyId = &s.cfg.KMSKeyID
+		}
+	}
+	return in
+}
+
 // PutManifest implements Sink. It checks that every file listed is stored
 // at the stated size (HeadObject) and belongs to the order, sets FetchedAt
 // when empty, and writes the manifest with If-None-Match: *, so of two
 // writers racing only one succeeds and the other gets ErrManifestExists.
 func (s *S3) PutManifest(ctx context.Context, m *Manifest) (string, error) {
-	if m == nil {
-		return "", errors.New("storage: nil manifest")
-	}
-	if err := checkIDs(m.AppID, m.OrderNo); err != nil {
+	key, err := checkManifest(s.cfg.Prefix, m)
+	if err != nil {
 		return "", err
-	}
-	key := s.folder(m.AppID, m.OrderNo) + ManifestName
-	if len(m.Files) == 0 {
-		return "", fmt.Errorf("storage: manifest %s lists no files", key)
-	}
-	if err := s.checkFiles(m); err != nil {
-		return "", fmt.Errorf("storage: manifest %s: %w", key, err)
 	}
 	for _, f := range m.Files {
 		head, err := s.client.HeadObject(ctx, &s3.HeadObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(f.Key)})
@@ -431,24 +446,7 @@ func (s *S3) PutManifest(ctx context.Context, m *Manifest) (string, error) {
 		return "", fmt.Errorf("storage: encode manifest %s: %w", key, err)
 	}
 	data = append(data, '\n')
-	sum := crc32.ChecksumIEEE(data)
-	var crc [4]byte
-	binary.BigEndian.PutUint32(crc[:], sum)
-	in := &s3.PutObjectInput{
-		Bucket:        &s.cfg.Bucket,
-		Key:           &key,
-		Body:          bytes.NewReader(data),
-		ContentLength: aws.Int64(int64(len(data))),
-		ContentType:   aws.String("application/json"),
-		ChecksumCRC32: aws.String(base64.StdEncoding.EncodeToString(crc[:])),
-		IfNoneMatch:   aws.String("*"),
-	}
-	if s.cfg.SSE != "" {
-		in.ServerSideEncryption = types.ServerSideEncryption(s.cfg.SSE)
-		if s.cfg.KMSKeyID != "" {
-			in.SSEKMSKeyId = &s.cfg.KMSKeyID
-		}
-	}
+	in := s.putOnceInput(key, data)
 	if s.cfg.LockMode != "" {
 		in.ObjectLockMode = types.ObjectLockMode(s.cfg.LockMode)
 		in.ObjectLockRetainUntilDate = aws.Time(s.retainUntil())

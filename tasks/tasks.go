@@ -211,20 +211,12 @@ func TaskID(appID, orderNo string) string { return appID + ":" + orderNo }
 // ends, with the queue, task ID, retention and retry budget set. Options
 // given are applied after those.
 func NewFetchResultTask(p FetchResult, opts ...asynq.Option) (*asynq.Task, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("encode payload: %w", err)
-	}
-	o := append([]asynq.Option{
+	return build(TypeFetchResult, p, []asynq.Option{
 		asynq.Queue(QueueResult),
 		asynq.TaskID(TaskID(p.AppID, p.OrderNo)),
 		asynq.Retention(DefaultRetention),
 		asynq.MaxRetry(DefaultMaxRetry),
-	}, opts...)
-	return newTask(TypeFetchResult, b, o), nil
+	}, opts)
 }
 
 // NewFetchEvidenceTask returns the evidence task the worker enqueues after a
@@ -235,21 +227,13 @@ func NewFetchResultTask(p FetchResult, opts ...asynq.Option) (*asynq.Task, error
 // the payload's NotBefore tells the worker how long to wait after that.
 func NewFetchEvidenceTask(p FetchEvidence, notBefore time.Time, opts ...asynq.Option) (*asynq.Task, error) {
 	p.NotBefore = notBefore
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("encode payload: %w", err)
-	}
-	o := append([]asynq.Option{
+	return build(TypeFetchEvidence, p, []asynq.Option{
 		asynq.Queue(QueueEvidence),
 		asynq.TaskID(TaskID(p.AppID, p.OrderNo)),
 		asynq.Retention(DefaultRetention),
 		asynq.MaxRetry(DefaultMaxRetry),
 		asynq.ProcessAt(notBefore.Truncate(time.Second)),
-	}, opts...)
-	return newTask(TypeFetchEvidence, b, o), nil
+	}, opts)
 }
 
 // Headers is an option of NewFetchResultTask and Enqueue that sets the
@@ -268,6 +252,19 @@ func (o headersOption) String() string { return fmt.Sprintf("Headers(%d)", len(o
 // Type is not one of asynq's: asynq's own option handling skips it.
 func (o headersOption) Type() asynq.OptionType { return asynq.OptionType(-1) }
 func (o headersOption) Value() any             { return map[string]string(o) }
+
+// build validates and encodes payload p into a task of typ with the
+// options base, then opts (which come later and win).
+func build(typ string, p interface{ Validate() error }, base, opts []asynq.Option) (*asynq.Task, error) {
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return nil, fmt.Errorf("encode payload: %w", err)
+	}
+	return newTask(typ, b, append(base, opts...)), nil
+}
 
 // newTask builds a task of typ, taking the headers out of opts.
 func newTask(typ string, payload []byte, opts []asynq.Option) *asynq.Task {
@@ -387,20 +384,12 @@ func WebhookID(appID, orderNo, event string) string { return appID + ":" + order
 // NewDeliverWebhookTask returns the delivery task of one event, with the
 // queue, task ID, retention and retry budget set.
 func NewDeliverWebhookTask(p DeliverWebhook, opts ...asynq.Option) (*asynq.Task, error) {
-	if err := p.Validate(); err != nil {
-		return nil, err
-	}
-	b, err := json.Marshal(p)
-	if err != nil {
-		return nil, fmt.Errorf("encode payload: %w", err)
-	}
-	o := append([]asynq.Option{
+	return build(TypeDeliverWebhook, p, []asynq.Option{
 		asynq.Queue(QueueWebhook),
 		asynq.TaskID(WebhookID(p.AppID, p.OrderNo, p.Event)),
 		asynq.Retention(DefaultRetention),
 		asynq.MaxRetry(WebhookMaxRetry),
-	}, opts...)
-	return newTask(TypeDeliverWebhook, b, o), nil
+	}, opts)
 }
 
 // EnqueueWebhook enqueues an event's delivery, counting one already there

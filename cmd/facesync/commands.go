@@ -401,15 +401,11 @@ func (m *Main) runStatus(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	rdb, err := connectRedis(ctx, c)
+	rdb, store, err := openStore(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	store, err := orderstore.New(rdb, orderstore.Config{TTL: c.DecisionTTL})
-	if err != nil {
-		return usageErr("%v", err)
-	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, b, err := store.Get(ctx, appID, orderNo)

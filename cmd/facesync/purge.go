@@ -96,15 +96,11 @@ func (m *Main) runPurge(ctx context.Context, args []string) error {
 	if err := pingSink(ctx, sink); err != nil {
 		return infraErr(err)
 	}
-	rdb, err := connectRedis(ctx, c)
+	rdb, store, err := openStore(ctx, c)
 	if err != nil {
 		return err
 	}
 	defer rdb.Close()
-	store, err := orderstore.New(rdb, orderstore.Config{TTL: c.DecisionTTL})
-	if err != nil {
-		return usageErr("%v", err)
-	}
 	insp := asynq.NewInspectorFromRedisClient(rdb) // shares rdb: closed with it
 	p := &purger{m: m, c: c, sink: sink, store: store, insp: insp, reason: *reason, operator: *operator, bypass: *bypass}
 
@@ -386,15 +382,11 @@ func payloadNames(payload []byte, o orderRef) bool {
 // the possibilities. Redis trouble leaves the possibilities.
 func (m *Main) noEvidenceReason(ctx context.Context, c *Config, appID, orderNo string) string {
 	const unknown = "its evidence is not stored: never stored, expired under the retention rule, or purged"
-	rdb, err := connectRedis(ctx, c)
+	rdb, store, err := openStore(ctx, c)
 	if err != nil {
 		return unknown
 	}
 	defer rdb.Close()
-	store, err := orderstore.New(rdb, orderstore.Config{TTL: c.DecisionTTL})
-	if err != nil {
-		return unknown
-	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	if purged, err := store.Purged(ctx, appID, orderNo); err == nil && purged {

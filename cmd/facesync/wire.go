@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zapcore"
 
 	"github.com/facesync/facesync/storage"
+	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/redisconn"
 )
 
@@ -90,6 +91,21 @@ func (m *Main) redisConfig(ctx context.Context) (*Config, *redis.Client, error) 
 		return nil, nil, err
 	}
 	return c, rdb, nil
+}
+
+// openStore connects to Redis and opens the order store on it, for the
+// commands that read or change orders. The caller closes the client.
+func openStore(ctx context.Context, c *Config) (*redis.Client, *orderstore.Store, error) {
+	rdb, err := connectRedis(ctx, c)
+	if err != nil {
+		return nil, nil, err
+	}
+	store, err := orderstore.New(rdb, orderstore.Config{TTL: c.DecisionTTL})
+	if err != nil {
+		_ = rdb.Close()
+		return nil, nil, usageErr("%v", err)
+	}
+	return rdb, store, nil
 }
 
 // newS3Client builds the S3 client from FACESYNC_S3_* and the AWS default

@@ -2,10 +2,8 @@ package storagetest
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -38,24 +36,7 @@ type MinIO struct {
 
 // MinIOBinary finds MinIO: $FACESYNC_TEST_MINIO, else .tools/minio in the
 // module root, else PATH.
-func MinIOBinary() (string, error) {
-	if p := os.Getenv(EnvMinIO); p != "" {
-		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("minio from %s: %w (run `make test`, which installs it)", EnvMinIO, err)
-		}
-		return p, nil
-	}
-	if root, ok := moduleRoot(); ok {
-		p := filepath.Join(root, ".tools", "minio")
-		if _, err := os.Stat(p); err == nil {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath("minio"); err == nil {
-		return p, nil
-	}
-	return "", errors.New("minio not found in $" + EnvMinIO + ", .tools/ or PATH (run `make test`, which installs it)")
-}
+func MinIOBinary() (string, error) { return findTool("minio", EnvMinIO) }
 
 // StartMinIO starts MinIO on free loopback ports (S3 and its console),
 // waits until it is ready, and kills it when the test ends. It fails the
@@ -127,7 +108,7 @@ func (m *MinIO) start(bin string) error {
 		// are up; /minio/health/cluster waits for the object layer, and a
 		// first ListBuckets for the rest.
 		endpoint := "http://" + addr
-		if waitReady(endpoint+"/minio/health/cluster", exited, 60*time.Second) &&
+		if waitHTTP(endpoint+"/minio/health/cluster", exited, 60*time.Second, true) &&
 			waitS3(NewS3Client(endpoint, m.AccessKey, m.SecretKey), exited, 30*time.Second) {
 			m.cmd, m.exited, m.Endpoint = cmd, exited, endpoint
 			return nil
@@ -137,27 +118,6 @@ func (m *MinIO) start(bin string) error {
 	}
 	log, _ := os.ReadFile(m.logFile())
 	return fmt.Errorf("minio did not become ready on loopback; its log:\n%s", log)
-}
-
-// waitReady waits until url answers 200, the process exits or d passes.
-func waitReady(url string, exited <-chan struct{}, d time.Duration) bool {
-	c := &http.Client{Timeout: time.Second}
-	deadline := time.Now().Add(d)
-	for time.Now().Before(deadline) {
-		select {
-		case <-exited:
-			return false
-		default:
-		}
-		if resp, err := c.Get(url); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return true
-			}
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return false
 }
 
 // waitS3 waits until ListBuckets succeeds, the process exits or d passes.

@@ -80,23 +80,27 @@ func StartServer(tb testing.TB) *Server {
 
 // Binary finds versitygw: $FACESYNC_TEST_VERSITYGW, else .tools/versitygw
 // in the module root, else PATH.
-func Binary() (string, error) {
-	if p := os.Getenv(EnvBinary); p != "" {
+func Binary() (string, error) { return findTool("versitygw", EnvBinary) }
+
+// findTool finds a test server's binary: $env, else .tools/name in the
+// module root (where `make test` installs it), else PATH.
+func findTool(name, env string) (string, error) {
+	if p := os.Getenv(env); p != "" {
 		if _, err := os.Stat(p); err != nil {
-			return "", fmt.Errorf("versitygw from %s: %w (run `make test`, which installs it)", EnvBinary, err)
+			return "", fmt.Errorf("%s from %s: %w (run `make test`, which installs it)", name, env, err)
 		}
 		return p, nil
 	}
 	if root, ok := moduleRoot(); ok {
-		p := filepath.Join(root, ".tools", "versitygw")
+		p := filepath.Join(root, ".tools", name)
 		if _, err := os.Stat(p); err == nil {
 			return p, nil
 		}
 	}
-	if p, err := exec.LookPath("versitygw"); err == nil {
+	if p, err := exec.LookPath(name); err == nil {
 		return p, nil
 	}
-	return "", errors.New("versitygw not found in $" + EnvBinary + ", .tools/ or PATH (run `make test`, which installs it)")
+	return "", errors.New(name + " not found in $" + env + ", .tools/ or PATH (run `make test`, which installs it)")
 }
 
 func moduleRoot() (string, bool) {
@@ -151,7 +155,7 @@ func (s *Server) start() error {
 		}
 		exited := make(chan struct{})
 		go func() { _ = cmd.Wait(); close(exited) }()
-		if waitHTTP("http://"+addr+"/", exited, 15*time.Second) {
+		if waitHTTP("http://"+addr+"/", exited, 15*time.Second, false) {
 			s.port, s.cmd, s.exited = port, cmd, exited
 			s.Endpoint = "http://" + addr
 			return nil
@@ -166,9 +170,9 @@ func (s *Server) start() error {
 	return fmt.Errorf("versitygw did not answer on loopback; its log:\n%s", log)
 }
 
-// waitHTTP waits until url answers with any status, the process exits or d
-// passes.
-func waitHTTP(url string, exited <-chan struct{}, d time.Duration) bool {
+// waitHTTP waits until url answers (with 200 when needOK, else with any
+// status), the process exits or d passes.
+func waitHTTP(url string, exited <-chan struct{}, d time.Duration, needOK bool) bool {
 	c := &http.Client{Timeout: time.Second}
 	deadline := time.Now().Add(d)
 	for time.Now().Before(deadline) {
@@ -179,7 +183,9 @@ func waitHTTP(url string, exited <-chan struct{}, d time.Duration) bool {
 		}
 		if resp, err := c.Get(url); err == nil {
 			resp.Body.Close()
-			return true
+			if !needOK || resp.StatusCode == http.StatusOK {
+				return true
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

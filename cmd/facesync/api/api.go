@@ -637,24 +637,35 @@ func (s *Server) replaceCompleted(ctx context.Context, w http.ResponseWriter, p 
 	return dup, true
 }
 
+// orderGet makes the checks of a GET about one order, in their fixed
+// order (method, key, body, ids, the key's apps and the purge marker), and
+// answers the first that fails. ok: the request may go on, with ctx
+// (bounded by opTimeout; cancel it) and the key that made it.
+func (s *Server) orderGet(w http.ResponseWriter, r *http.Request) (ctx context.Context, cancel context.CancelFunc, k *Key, appID, orderNo string, ok bool) {
+	if methodNotAllowed(w, r, http.MethodGet) {
+		return nil, nil, nil, "", "", false
+	}
+	if k = s.authenticate(w, r); k == nil || bodyTooLarge(w, r) {
+		return nil, nil, nil, "", "", false
+	}
+	if appID, orderNo, ok = orderIDs(w, r); !ok {
+		return nil, nil, nil, "", "", false
+	}
+	ctx, cancel = context.WithTimeout(r.Context(), opTimeout)
+	if !s.allowed(ctx, w, k, appID, orderNo) {
+		cancel()
+		return nil, nil, nil, "", "", false
+	}
+	return ctx, cancel, k, appID, orderNo, true
+}
+
 // getOrder is GET /v1/orders/{app_id}/{order_no}.
 func (s *Server) getOrder(w http.ResponseWriter, r *http.Request) {
-	if methodNotAllowed(w, r, http.MethodGet) {
-		return
-	}
-	k := s.authenticate(w, r)
-	if k == nil || bodyTooLarge(w, r) {
-		return
-	}
-	appID, orderNo, ok := orderIDs(w, r)
+	ctx, cancel, _, appID, orderNo, ok := s.orderGet(w, r)
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), opTimeout)
 	defer cancel()
-	if !s.allowed(ctx, w, k, appID, orderNo) {
-		return
-	}
 	_, raw, found, ok := s.record(ctx, w, appID, orderNo)
 	if !ok {
 		return
@@ -701,22 +712,11 @@ func (s *Server) getEvidence(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, codeNotFound, "no such route: evidence is photo, video or manifest")
 		return
 	}
-	if methodNotAllowed(w, r, http.MethodGet) {
-		return
-	}
-	k := s.authenticate(w, r)
-	if k == nil || bodyTooLarge(w, r) {
-		return
-	}
-	appID, orderNo, ok := orderIDs(w, r)
+	ctx, cancel, k, appID, orderNo, ok := s.orderGet(w, r)
 	if !ok {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), opTimeout)
 	defer cancel()
-	if !s.allowed(ctx, w, k, appID, orderNo) {
-		return
-	}
 	rec, _, found, ok := s.record(ctx, w, appID, orderNo)
 	if !ok {
 		return
