@@ -21,7 +21,8 @@
 // The package knows nothing of asynq or of the provider's API: the caller
 // asks for a Permit before each call and reports the answer with Done.
 // Without a pause and without a rate cap, Acquire costs one Redis round
-// trip and Done none.
+// trip and Done none. AcquireWith also looks at a caller's veto key (an
+// order's purge marker) in that same round trip.
 package pacing
 
 import (
@@ -141,6 +142,9 @@ var (
 	ErrPaused = errors.New("provider calls of the app are paused fleet-wide")
 	// ErrRateLimited means the app's calls are at the fleet's rate cap.
 	ErrRateLimited = errors.New("provider calls of the app are at the fleet's rate cap")
+	// ErrVetoed is AcquireWith's answer when its veto key exists: the
+	// call must not be sent at all.
+	ErrVetoed = errors.New("pacing: the call is vetoed")
 )
 
 // IsWait reports whether err is Acquire's *WaitError: the call waited on
@@ -269,6 +273,7 @@ type Permit struct {
 	probe  int64
 	waited time.Duration
 	rated  bool
+	until  time.Time // AcquireOptions.MaxWait's end; zero: none
 }
 
 // Probe reports whether the call is the probe that ends or doubles a pause.
@@ -334,6 +339,7 @@ const (
 	statePaused
 	stateProbing
 	stateProbe
+	stateVetoed
 )
 
 // Acquire returns leave to send one call of the app, waiting while the
@@ -342,11 +348,36 @@ const (
 // during it, Acquire returns a *WaitError at once: the caller should give
 // the task back for a later retry. A Redis failure is returned as it is.
 func (p *Pacer) Acquire(ctx context.Context, appID string) (Permit, error) {
+	return p.AcquireWith(ctx, appID, AcquireOptions{})
+}
+
+// AcquireOptions are what a caller of AcquireWith may add to Acquire.
+type AcquireOptions struct {
+	// Veto is a Redis key whose existence forbids the call: AcquireWith
+	// returns ErrVetoed, and no Permit, when it exists each time the pause
+	// is looked at (before the first look, and after every wait). It costs
+	// no extra round trip. Empty: none.
+	Veto string
+	// MaxWait bounds the waits as a deadline of ctx would, without the
+	// cost of a context per call: a wait that would end later than
+	// MaxWait after the call returns a *WaitError at once. 0: no bound
+	// but ctx's.
+	MaxWait time.Duration
+}
+
+// AcquireWith is Acquire with options.
+func (p *Pacer) AcquireWith(ctx context.Context, appID string, o AcquireOptions) (Permit, error) {
 	if err := validApp(appID); err != nil {
 		return Permit{}, err
 	}
 	pm := Permit{p: p, appID: appID}
+	if o.MaxWait > 0 {
+		pm.until = time.Now().Add(o.MaxWait)
+	}
 	keys := []string{PauseKey(appID)}
+	if o.Veto != "" {
+		keys = append(keys, o.Veto)
+	}
 	for {
 		v, err := acquireScript.Run(ctx, p.rdb, keys, p.now(), p.probeMs, p.ttlMs).Int64Slice()
 		if err != nil {
@@ -357,6 +388,8 @@ func (p *Pacer) Acquire(ctx context.Context, appID string) (Permit, error) {
 		}
 		state, wait := v[0], time.Duration(v[2])*time.Millisecond
 		switch state {
+		case stateVetoed:
+			return Permit{}, ErrVetoed
 		case statePaused, stateProbing:
 			if state == stateProbing {
 				wait = min(wait, p.cfg.PollInterval)
@@ -422,7 +455,11 @@ func (p *Pacer) release(ctx context.Context, pm Permit) {
 // sleep waits d, or returns a *WaitError when ctx would end first or ends
 // meanwhile. Pause waits are told to PauseWaitFunc and added to the permit.
 func (p *Pacer) sleep(ctx context.Context, pm *Permit, d time.Duration, cause error, pause bool) error {
-	if dl, ok := ctx.Deadline(); ok && time.Until(dl) < d {
+	dl, ok := ctx.Deadline()
+	if !pm.until.IsZero() && (!ok || pm.until.Before(dl)) {
+		dl, ok = pm.until, true
+	}
+	if ok && time.Until(dl) < d {
 		return &WaitError{AppID: pm.appID, Wait: d, Waited: pm.waited, Cause: cause}
 	}
 	start := time.Now()

@@ -359,3 +359,86 @@ func TestRedisDown(t *testing.T) {
 		t.Errorf("Acquire() with Redis down = %v, want a Redis error", err)
 	}
 }
+
+// TestVeto: AcquireWith refuses a call while its veto key exists, when
+// there is no pause and when a pause has run out (without taking the probe
+// slot), and while a call waits on a pause that the key appears during;
+// without the key it is Acquire.
+func TestVeto(t *testing.T) {
+	t.Parallel()
+	db := ticketcachetest.NewDB(t)
+	clk := newClock()
+	p := newPacer(t, db.Client, pacing.Config{Now: clk.Now, PollInterval: fakePoll})
+	ctx := context.Background()
+	const veto = "test:veto"
+
+	pm, err := p.AcquireWith(ctx, app, pacing.AcquireOptions{Veto: veto})
+	if err != nil || pm.Probe() {
+		t.Fatalf("AcquireWith() without the key = %v, probe %v; want a plain permit", err, pm.Probe())
+	}
+	db.Client.Set(ctx, veto, "1", 0)
+	if _, err := p.AcquireWith(ctx, app, pacing.AcquireOptions{Veto: veto}); !errors.Is(err, pacing.ErrVetoed) {
+		t.Fatalf("AcquireWith() with the key = %v, want ErrVetoed", err)
+	}
+	if _, err := p.AcquireWith(ctx, app, pacing.AcquireOptions{}); err != nil {
+		t.Fatalf("AcquireWith() without a veto = %v, want a permit", err)
+	}
+
+	done(t, pm, pacing.Throttled, pacing.PauseStarted, time.Second)
+	clk.Advance(time.Second) // the pause ran out: the next call would be the probe
+	if _, err := p.AcquireWith(ctx, app, pacing.AcquireOptions{Veto: veto}); !errors.Is(err, pacing.ErrVetoed) {
+		t.Fatalf("AcquireWith() with the key after the pause = %v, want ErrVetoed", err)
+	}
+	if s := state(t, p); s.Probing {
+		t.Fatalf("State() after a vetoed call = %+v: the vetoed call took the probe slot", s)
+	}
+	probe := acquire(t, p)
+	if !probe.Probe() {
+		t.Fatal("Acquire() after a vetoed call is not the probe")
+	}
+
+	// A call waiting on a pause is vetoed when it looks again: the key
+	// appears during its wait.
+	const app2 = "TIDA0002"
+	db.Client.Del(ctx, veto)
+	waiting := newPacer(t, db.Client, pacing.Config{FirstPause: 20 * time.Millisecond, PollInterval: 5 * time.Millisecond,
+		PauseWaitFunc: func(string, time.Duration) { db.Client.Set(ctx, veto, "1", 0) }})
+	first, err := waiting.Acquire(ctx, app2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := first.Done(ctx, pacing.Throttled); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := waiting.AcquireWith(ctx, app2, pacing.AcquireOptions{Veto: veto}); !errors.Is(err, pacing.ErrVetoed) {
+		t.Fatalf("AcquireWith() when the key appeared during its wait = %v, want ErrVetoed", err)
+	}
+}
+
+// TestMaxWait: AcquireWith gives up at once, with a *WaitError, on a pause
+// longer than its MaxWait, and waits out one that is shorter.
+func TestMaxWait(t *testing.T) {
+	t.Parallel()
+	db := ticketcachetest.NewDB(t)
+	ctx := context.Background()
+	p := newPacer(t, db.Client, pacing.Config{FirstPause: 300 * time.Millisecond, PollInterval: 5 * time.Millisecond})
+	pm, err := p.Acquire(ctx, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pm.Done(ctx, pacing.Throttled); err != nil {
+		t.Fatal(err)
+	}
+	_, err = p.AcquireWith(ctx, app, pacing.AcquireOptions{MaxWait: 100 * time.Millisecond})
+	var we *pacing.WaitError
+	if !errors.As(err, &we) || !errors.Is(err, pacing.ErrPaused) || we.Wait < 100*time.Millisecond {
+		t.Fatalf("AcquireWith(MaxWait 100ms) on a 300ms pause = %v, want a WaitError for ErrPaused", err)
+	}
+	if we.Waited != 0 {
+		t.Errorf("AcquireWith(MaxWait 100ms) on a 300ms pause waited %v instead of giving up at once", we.Waited)
+	}
+	probe, err := p.AcquireWith(ctx, app, pacing.AcquireOptions{MaxWait: 10 * time.Second})
+	if err != nil || !probe.Probe() || probe.Waited() == 0 {
+		t.Fatalf("AcquireWith(MaxWait 10s) on a 300ms pause = %v, probe %v, waited %v; want the probe after a wait", err, probe.Probe(), probe.Waited())
+	}
+}
