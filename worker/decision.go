@@ -33,6 +33,7 @@ func (w *Worker) HandleFetchResult(ctx context.Context, t *asynq.Task) error {
 	tracing.Order(ctx, p.AppID, p.OrderNo)
 	log := w.taskLog(ctx, t, p.AppID, p.OrderNo)
 	outcome, err := w.decide(ctx, t, p, log)
+	outcome, err = purgedEnd(p.AppID, p.OrderNo, outcome, err)
 	w.finish(log, t, start, outcome, err)
 	return err
 }
@@ -66,15 +67,18 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 		return w.retryOrGiveUp(ctx, t, p, retry(retryTransient, err), log)
 	}
 	var res *idasc.Result
-	err = w.paced(ctx, p.AppID, "sync", log, func() error {
+	err = w.paced(ctx, p.AppID, p.OrderNo, "sync", log, func() error {
 		var serr error
 		res, serr = w.provider.Sync(ctx, idasc.SyncRequest{AppID: p.AppID, OrderNo: p.OrderNo, Ticket: tk.Value})
 		return serr
 	})
-	if isThrottled(err) {
+	switch {
+	case isThrottled(err):
 		// Never a decision, never retries_exhausted: a rate limit says
 		// nothing of the user's session.
 		return "throttled", err
+	case errors.Is(err, orderstore.ErrPurged):
+		return "purged", err // nothing was sent
 	}
 	var re *retryError
 	if errors.As(err, &re) {

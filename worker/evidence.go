@@ -30,6 +30,7 @@ func (w *Worker) HandleFetchEvidence(ctx context.Context, t *asynq.Task) error {
 	tracing.Order(ctx, p.AppID, p.OrderNo)
 	log := w.taskLog(ctx, t, p.AppID, p.OrderNo)
 	outcome, err := w.fetchEvidence(ctx, t, p, log)
+	outcome, err = purgedEnd(p.AppID, p.OrderNo, outcome, err)
 	w.finish(log, t, start, outcome, err)
 	return err
 }
@@ -59,6 +60,14 @@ func getFileFor(missing []string) string {
 func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, log *zap.Logger) (string, error) {
 	rec, raw, err := w.store.Get(ctx, p.AppID, p.OrderNo)
 	if errors.Is(err, orderstore.ErrNoRecord) {
+		// A purge deletes the record after it sets the marker: say which.
+		purged, perr := w.store.Purged(ctx, p.AppID, p.OrderNo)
+		switch {
+		case perr != nil:
+			return "retry", retry(retryTransient, perr)
+		case purged:
+			return "purged", orderstore.ErrPurged
+		}
 		return "no_record", fmt.Errorf("order %s:%s has no decision record (expired or never written): %w", p.AppID, p.OrderNo, asynq.SkipRetry)
 	}
 	if err != nil {
@@ -96,6 +105,8 @@ func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.Fetch
 		gen, perr := w.download(ctx, p, missing, have, log)
 		var re *retryError
 		switch {
+		case errors.Is(perr, orderstore.ErrPurged):
+			return "purged", perr // nothing more is fetched or stored
 		case isThrottled(perr):
 			// Throttled or held back by the fleet's pacing: retried, never
 			// failed for it, whatever the retry budget says.
@@ -181,7 +192,7 @@ func (w *Worker) download(ctx context.Context, p tasks.FetchEvidence, missing []
 	// Redis failover or a purge, returned as it is rather than as the
 	// provider client's error, so that it is judged as what it is.
 	var noteErr error
-	err = w.paced(ctx, p.AppID, "sync_evidence", log, func() error {
+	err = w.paced(ctx, p.AppID, p.OrderNo, "sync_evidence", log, func() error {
 		_, serr := w.provider.SyncEvidence(ctx, idasc.SyncRequest{AppID: p.AppID, OrderNo: p.OrderNo, Ticket: tk.Value},
 			getFileFor(missing), w.cfg.MaxEvidenceBytes,
 			func(kind string, r io.Reader) error {

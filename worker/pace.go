@@ -9,6 +9,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/facesync/facesync/worker/idasc"
+	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/pacing"
 )
 
@@ -18,20 +19,21 @@ import (
 // not hold every slot of a pod from the orders of other apps.
 const maxPauseWait = 2 * time.Second
 
-// paced sends one provider call of the app (call names it in metrics)
+// paced sends one provider call for the order (call names it in metrics)
 // through the fleet's pacing: Acquire before,
 // Done after with the answer. It returns send's error as it is, except
 // that a throttled answer, or a wait on the pacing that could not be
 // waited out, comes back as a retryThrottled error (no failure, never
-// retries_exhausted) and a Redis failure of the pacing as retryTransient.
+// retries_exhausted), a Redis failure of the pacing as retryTransient, and
+// an order that was purged as orderstore.ErrPurged, with nothing sent.
 //
 // asynq archives a task whose last attempt returns any error, so the last
 // attempt waits out pauses and throttled answers within the task's own
 // time instead of returning.
-func (w *Worker) paced(ctx context.Context, appID, call string, log *zap.Logger, send func() error) error {
+func (w *Worker) paced(ctx context.Context, appID, orderNo, call string, log *zap.Logger, send func() error) error {
 	last := lastAttempt(ctx)
 	for {
-		pm, err := w.acquire(ctx, appID, last)
+		pm, err := w.acquire(ctx, appID, orderNo, last)
 		if err != nil {
 			return err
 		}
@@ -55,22 +57,32 @@ func (w *Worker) paced(ctx context.Context, appID, call string, log *zap.Logger,
 	}
 }
 
-// acquire asks the fleet's pacing for leave to send one call of the app,
-// waiting at most maxPauseWait unless this is the task's last attempt. A
-// nil pacer (Deps.Pacer) gives leave at once.
-func (w *Worker) acquire(ctx context.Context, appID string, last bool) (pacing.Permit, error) {
+// acquire asks the fleet's pacing for leave to send one call for the
+// order, waiting at most maxPauseWait unless this is the task's last
+// attempt, and refuses it with orderstore.ErrPurged while the order's
+// purge marker exists: nothing is fetched for a purged order. The marker
+// is read in the pacing's own round trip; a nil pacer (Deps.Pacer) reads
+// it alone and gives leave at once.
+func (w *Worker) acquire(ctx context.Context, appID, orderNo string, last bool) (pacing.Permit, error) {
 	if w.pacer == nil {
+		purged, err := w.store.Purged(ctx, appID, orderNo)
+		switch {
+		case err != nil:
+			return pacing.Permit{}, retry(retryTransient, err)
+		case purged:
+			return pacing.Permit{}, orderstore.ErrPurged
+		}
 		return pacing.Permit{}, nil
 	}
-	wctx := ctx
+	o := pacing.AcquireOptions{Veto: orderstore.PurgedKey(appID, orderNo)}
 	if !last {
-		var cancel context.CancelFunc
-		wctx, cancel = context.WithTimeout(ctx, maxPauseWait)
-		defer cancel()
+		o.MaxWait = maxPauseWait
 	}
-	pm, err := w.pacer.Acquire(wctx, appID)
+	pm, err := w.pacer.AcquireWith(ctx, appID, o)
 	var we *pacing.WaitError
 	switch {
+	case errors.Is(err, pacing.ErrVetoed):
+		return pacing.Permit{}, orderstore.ErrPurged
 	case errors.As(err, &we):
 		w.m.pauseSeconds.WithLabelValues(appID).Add(we.Waited.Seconds())
 		if errors.Is(err, pacing.ErrRateLimited) {

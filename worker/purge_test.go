@@ -40,24 +40,36 @@ func (p purgingProvider) SyncEvidence(ctx context.Context, req idasc.SyncRequest
 // while it runs writes nothing and ends the same way.
 func TestPurgedOrderArchived(t *testing.T) {
 	t.Parallel()
-	b := workertest.New(t, workertest.Options{NoStart: true})
 	ctx := context.Background()
-	mux := b.Worker.ServeMux()
-	for _, tt := range []struct{ typ, payload string }{
-		{tasks.TypeFetchResult, `{"app_id":"` + appID + `","order_no":"ord-purged","get_file":"1"}`},
-		{tasks.TypeFetchEvidence, `{"app_id":"` + appID + `","order_no":"ord-purged","get_file":"1","decided_at":"2026-12-01T00:00:00Z"}`},
-	} {
-		if err := b.Store.MarkPurged(ctx, appID, "ord-purged", time.Now()); err != nil {
+	// The marker is read in the pacing's round trip, or alone without
+	// pacing; the evidence task meets a record the purge deleted, or one
+	// it has not deleted yet.
+	for _, noPacing := range []bool{false, true} {
+		b := workertest.New(t, workertest.Options{NoStart: true, NoPacing: noPacing})
+		mux := b.Worker.ServeMux()
+		if _, err := b.Store.Decide(ctx, &orderstore.Record{Decision: orderstore.Decision{AppID: appID, OrderNo: "ord-kept", Status: orderstore.StatusPassed},
+			Evidence: orderstore.Evidence{Status: orderstore.EvidencePending}}, "1"); err != nil {
 			t.Fatal(err)
 		}
-		err := mux.ProcessTask(ctx, asynq.NewTask(tt.typ, []byte(tt.payload)))
-		if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "was purged") {
-			t.Errorf("%s of a purged order: error %v, want SkipRetry saying it was purged", tt.typ, err)
+		for _, tt := range []struct{ typ, order, payload string }{
+			{tasks.TypeFetchResult, "ord-purged", `{"app_id":"` + appID + `","order_no":"ord-purged","get_file":"1"}`},
+			{tasks.TypeFetchEvidence, "ord-purged", `{"app_id":"` + appID + `","order_no":"ord-purged","get_file":"1","decided_at":"2026-12-01T00:00:00Z"}`},
+			{tasks.TypeFetchEvidence, "ord-kept", `{"app_id":"` + appID + `","order_no":"ord-kept","get_file":"1","decided_at":"2026-12-01T00:00:00Z"}`},
+		} {
+			if err := b.Store.MarkPurged(ctx, appID, tt.order, time.Now()); err != nil {
+				t.Fatal(err)
+			}
+			err := mux.ProcessTask(ctx, asynq.NewTask(tt.typ, []byte(tt.payload)))
+			if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "was purged") {
+				t.Errorf("no pacing %v: %s of purged order %s: error %v, want SkipRetry saying it was purged", noPacing, tt.typ, tt.order, err)
+			}
+			if n := b.SyncRequests(tt.order, false) + b.SyncRequests(tt.order, true); n != 0 {
+				t.Errorf("no pacing %v: %d provider requests for purged order %s", noPacing, n, tt.order)
+			}
 		}
 	}
-	if n := b.SyncRequests("ord-purged", false) + b.SyncRequests("ord-purged", true); n != 0 {
-		t.Errorf("%d provider requests for a purged order", n)
-	}
+
+	b := workertest.New(t, workertest.Options{NoStart: true})
 
 	w, err := worker.New(b.Config, worker.Deps{
 		Redis: b.DB.Client, Provider: purgingProvider{idasc.New(b.Fake.URL), b.Store}, Tickets: b.Tickets, Sink: b.Sink,

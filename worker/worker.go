@@ -5,7 +5,6 @@ package worker
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -302,42 +301,26 @@ func (w *Worker) track(h asynq.HandlerFunc) asynq.HandlerFunc {
 	return func(ctx context.Context, t *asynq.Task) error {
 		w.inflight.Add(1)
 		defer w.inflight.Done()
-		if err := w.unlessPurged(ctx, t, h); err != nil {
+		if err := h(ctx, t); err != nil || !w.cfg.WaitReplica {
 			return err
-		}
-		if !w.cfg.WaitReplica {
-			return nil
 		}
 		return w.waitReplica(ctx, t)
 	}
 }
 
-// unlessPurged runs h unless the task's order was purged: then the task is
-// archived (SkipRetry) before any provider call or upload, with an error
-// saying so. A write the store refuses with orderstore.ErrPurged (the
-// purge came while h ran) ends the same way. A payload that does not name
-// a valid order is h's to refuse.
-func (w *Worker) unlessPurged(ctx context.Context, t *asynq.Task, h asynq.HandlerFunc) error {
-	var ids struct {
-		AppID   string `json:"app_id"`
-		OrderNo string `json:"order_no"`
+// purgedEnd turns an attempt that met the order's purge marker (its
+// error is orderstore.ErrPurged) into the archived end of the task
+// (SkipRetry) with an error saying so, and the outcome "purged". The
+// handlers look for the marker before any provider call or upload (see
+// acquire), and the store refuses every write once it exists, so that the
+// order's task stops wherever the purge finds it. Other attempts pass
+// unchanged.
+func purgedEnd(appID, orderNo, outcome string, err error) (string, error) {
+	if !errors.Is(err, orderstore.ErrPurged) {
+		return outcome, err
 	}
-	if json.Unmarshal(t.Payload(), &ids) != nil || !tasks.ValidID(ids.AppID) || !tasks.ValidID(ids.OrderNo) {
-		return h(ctx, t)
-	}
-	purged, err := w.store.Purged(ctx, ids.AppID, ids.OrderNo)
-	if err != nil {
-		return retry(retryTransient, err)
-	}
-	if !purged {
-		if err = h(ctx, t); !errors.Is(err, orderstore.ErrPurged) {
-			return err
-		}
-	}
-	w.m.tasks.WithLabelValues(t.Type(), "purged").Inc()
-	w.taskLog(ctx, t, ids.AppID, ids.OrderNo).Warn("task of a purged order archived")
-	return fmt.Errorf("order %s:%s was purged: nothing is fetched or stored for it for %v after its purge: %w",
-		ids.AppID, ids.OrderNo, orderstore.PurgeTTL, asynq.SkipRetry)
+	return "purged", fmt.Errorf("order %s:%s was purged: nothing is fetched or stored for it for %v after its purge: %w",
+		appID, orderNo, orderstore.PurgeTTL, asynq.SkipRetry)
 }
 
 // replicaWait bounds the wait for a replica after a task (Deps.Confirm
