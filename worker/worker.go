@@ -505,10 +505,14 @@ func (w *Worker) finish(log *zap.Logger, t *asynq.Task, start time.Time, outcome
 	d := w.now().Sub(start)
 	w.m.tasks.WithLabelValues(t.Type(), outcome).Inc()
 	w.m.taskDuration.WithLabelValues(t.Type()).Observe(d.Seconds())
-	fields := []zap.Field{zap.String("outcome", outcome), zap.Duration("duration", d)}
-	lvl := zap.InfoLevel
+	// An attempt that ends well is a debug line: the record, the metrics
+	// and the webhook say it, and a line per order would be most of a
+	// busy pod's log. One that ends an order as an error is worth info.
+	lvl := zap.DebugLevel
+	if outcome == orderstore.StatusError {
+		lvl = zap.InfoLevel
+	}
 	if err != nil {
-		fields = append(fields, zap.Error(err))
 		var re *retryError
 		switch {
 		case errors.As(err, &re) && (re.kind == retryNotReady || re.kind == retryThrottled):
@@ -524,7 +528,9 @@ func (w *Worker) finish(log *zap.Logger, t *asynq.Task, start time.Time, outcome
 	} else {
 		w.burst.OK()
 	}
-	log.Check(lvl, "task attempt done").Write(fields...)
+	if ce := log.Check(lvl, "task attempt done"); ce != nil {
+		ce.Write(zap.String("outcome", outcome), zap.Duration("duration", d), zap.Error(err))
+	}
 }
 
 // writeResult stores a record's JSON as the task's asynq result.
