@@ -235,7 +235,7 @@ func (w *Worker) startWebhooks() error {
 		Queues:                   map[string]int{tasks.QueueWebhook: 1},
 		BaseContext:              func() context.Context { return w.base },
 		TaskCheckInterval:        w.cfg.PollInterval,
-		DelayedTaskCheckInterval: w.cfg.PollInterval,
+		DelayedTaskCheckInterval: w.cfg.retryCheck(),
 		RetryDelayFunc:           w.webhookRetryDelay,
 		IsFailure:                IsFailure,
 		ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),

@@ -159,6 +159,15 @@ func (c *Config) setDefaults() error {
 	return nil
 }
 
+// retryCheck is how often a server whose delayed tasks are only retries
+// moves the due ones: the poll interval, but no more often than once a
+// second. Every retry delay is a second or more and asynq keeps its time
+// in whole seconds, so a retry may run up to a second after its delay;
+// each look costs two scripts, forty a second per idle server at 50ms. The
+// evidence queue, whose tasks are scheduled for the evidence delay, is
+// looked at every poll interval.
+func (c Config) retryCheck() time.Duration { return max(c.PollInterval, time.Second) }
+
 // Deps are the worker's collaborators.
 type Deps struct {
 	// Redis is the one connection of the worker: decision records,
@@ -388,7 +397,7 @@ func (w *Worker) replicaErr(t *asynq.Task, app, order string, err error) error {
 // one for evidence with its own concurrency, so long uploads never hold
 // decision slots and memory stays bounded by the evidence concurrency.
 func (w *Worker) Start() error {
-	mk := func(queue string, concurrency int) *asynq.Server {
+	mk := func(queue string, concurrency int, delayedCheck time.Duration) *asynq.Server {
 		return asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 			Concurrency: concurrency,
 			Queues:      map[string]int{queue: 1},
@@ -397,7 +406,7 @@ func (w *Worker) Start() error {
 			// between moves of due scheduled tasks) would put up to a
 			// second on every decision and several on the evidence delay.
 			TaskCheckInterval:        w.cfg.PollInterval,
-			DelayedTaskCheckInterval: w.cfg.PollInterval,
+			DelayedTaskCheckInterval: delayedCheck,
 			RetryDelayFunc:           RetryDelay,
 			IsFailure:                IsFailure,
 			ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),
@@ -410,8 +419,8 @@ func (w *Worker) Start() error {
 			LogLevel: asynq.WarnLevel,
 		})
 	}
-	w.decisions = mk(tasks.QueueResult, w.cfg.Concurrency)
-	w.evidence = mk(tasks.QueueEvidence, w.cfg.EvidenceConcurrency)
+	w.decisions = mk(tasks.QueueResult, w.cfg.Concurrency, w.cfg.retryCheck())
+	w.evidence = mk(tasks.QueueEvidence, w.cfg.EvidenceConcurrency, w.cfg.PollInterval)
 	mux := w.ServeMux()
 	if err := w.decisions.Start(mux); err != nil {
 		return fmt.Errorf("start decision server: %w", err)
