@@ -223,7 +223,7 @@ type Worker struct {
 	inflight     sync.WaitGroup
 	shutdownOnce sync.Once
 
-	decisions *asynq.Server
+	decisions []*asynq.Server // the decision queue's, sharing Config.Concurrency (decisionShares)
 	evidence  *asynq.Server
 	rc        *reconciler // runs again what asynq archived without a handler
 	hooks     *webhooks   // deliveries of queue facesync_webhook, on a server of their own
@@ -393,11 +393,13 @@ func (w *Worker) replicaErr(t *asynq.Task, app, order string, err error) error {
 	return err
 }
 
-// Start starts two asynq servers in this process: one for decisions and
-// one for evidence with its own concurrency, so long uploads never hold
-// decision slots and memory stays bounded by the evidence concurrency.
+// Start starts the asynq servers of this process: the decision servers,
+// which share the decision concurrency, and one for evidence with its own,
+// so long uploads never hold decision slots and memory stays bounded by
+// the evidence concurrency.
 func (w *Worker) Start() error {
-	mk := func(queue string, concurrency int, delayedCheck time.Duration) *asynq.Server {
+	type interval struct{ check, delayed time.Duration }
+	mk := func(queue string, concurrency int, iv interval) *asynq.Server {
 		return asynq.NewServerFromRedisClient(w.rdb, asynq.Config{
 			Concurrency: concurrency,
 			Queues:      map[string]int{queue: 1},
@@ -405,8 +407,8 @@ func (w *Worker) Start() error {
 			// asynq's defaults (1 s between looks at an empty queue, 5 s
 			// between moves of due scheduled tasks) would put up to a
 			// second on every decision and several on the evidence delay.
-			TaskCheckInterval:        w.cfg.PollInterval,
-			DelayedTaskCheckInterval: delayedCheck,
+			TaskCheckInterval:        iv.check,
+			DelayedTaskCheckInterval: iv.delayed,
 			RetryDelayFunc:           RetryDelay,
 			IsFailure:                IsFailure,
 			ErrorHandler:             asynq.ErrorHandlerFunc(w.handleError),
@@ -419,23 +421,74 @@ func (w *Worker) Start() error {
 			LogLevel: asynq.WarnLevel,
 		})
 	}
-	w.decisions = mk(tasks.QueueResult, w.cfg.Concurrency, w.cfg.retryCheck())
-	w.evidence = mk(tasks.QueueEvidence, w.cfg.EvidenceConcurrency, w.cfg.PollInterval)
+	shares := decisionShares(w.cfg.Concurrency)
+	w.decisions = make([]*asynq.Server, len(shares))
+	for i, n := range shares {
+		// The first server alone looks at an idle queue every poll
+		// interval; the others only add dequeues under load, and at
+		// asynq's own pace while idle, so an idle pod costs what one
+		// server costs.
+		iv := interval{w.cfg.PollInterval, w.cfg.retryCheck()}
+		if i > 0 {
+			iv = interval{extraCheck, extraDelayedCheck}
+		}
+		w.decisions[i] = mk(tasks.QueueResult, n, iv)
+	}
+	w.evidence = mk(tasks.QueueEvidence, w.cfg.EvidenceConcurrency, interval{w.cfg.PollInterval, w.cfg.PollInterval})
 	mux := w.ServeMux()
-	if err := w.decisions.Start(mux); err != nil {
-		return fmt.Errorf("start decision server: %w", err)
+	var started []*asynq.Server
+	fail := func(err error) error {
+		for _, srv := range started {
+			srv.Shutdown()
+		}
+		return err
+	}
+	for _, srv := range w.decisions {
+		if err := srv.Start(mux); err != nil {
+			return fail(fmt.Errorf("start decision server: %w", err))
+		}
+		started = append(started, srv)
 	}
 	if err := w.evidence.Start(mux); err != nil {
-		w.decisions.Shutdown()
-		return fmt.Errorf("start evidence server: %w", err)
+		return fail(fmt.Errorf("start evidence server: %w", err))
 	}
+	started = append(started, w.evidence)
 	if err := w.startWebhooks(); err != nil {
-		w.decisions.Shutdown()
-		w.evidence.Shutdown()
-		return err
+		return fail(err)
 	}
 	w.rc.start()
 	return nil
+}
+
+// slotsPerDecisionServer and maxDecisionServers size the decision servers.
+// An asynq server takes its tasks one dequeue round trip at a time, so a
+// pod with one server takes at most one task per Redis round trip however
+// many slots it has: on two cores with the provider answering at once
+// that held a pod of 50 slots to about 1,900 orders/s, and a Redis one
+// millisecond away would hold it to 1,000. Several servers sharing the
+// slots dequeue side by side.
+const (
+	slotsPerDecisionServer = 12
+	maxDecisionServers     = 8
+)
+
+// Idle intervals of the decision servers after the first.
+const (
+	extraCheck        = time.Second
+	extraDelayedCheck = 5 * time.Second
+)
+
+// decisionShares splits the decision concurrency among the decision
+// servers: one per slotsPerDecisionServer slots (rounded up), at most
+// maxDecisionServers, the first taking what does not divide evenly.
+func decisionShares(concurrency int) []int {
+	n := min(max((concurrency+slotsPerDecisionServer-1)/slotsPerDecisionServer, 1), maxDecisionServers)
+	shares := make([]int, n)
+	for i := range shares {
+		shares[i] = concurrency / n
+	}
+	shares[0] += concurrency % n
+	return shares
 }
 
 // Shutdown stops taking tasks, lets in-flight ones finish for the shutdown
@@ -455,10 +508,11 @@ func (w *Worker) shutdown() {
 	defer w.stopWebhooks()() // beside the other servers, waited for at the end
 	if w.decisions != nil {
 		deadline := time.Now().Add(w.cfg.ShutdownTimeout)
+		servers := append([]*asynq.Server{w.evidence}, w.decisions...)
 		// Stop blocks while a processor sleeps on an empty queue: stop
-		// both at once, on a clock that already runs.
+		// them all at once, on a clock that already runs.
 		var stopping sync.WaitGroup
-		for _, srv := range []*asynq.Server{w.decisions, w.evidence} {
+		for _, srv := range servers {
 			stopping.Add(1)
 			go func() { defer stopping.Done(); srv.Stop() }()
 		}
@@ -477,8 +531,9 @@ func (w *Worker) shutdown() {
 			}
 		}
 		w.cancelBase()
-		w.decisions.Shutdown()
-		w.evidence.Shutdown()
+		for _, srv := range servers {
+			srv.Shutdown()
+		}
 	}
 	w.cancelBase()
 	// The client shares Deps.Redis, which its owner closes: asynq's Close
