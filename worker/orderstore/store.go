@@ -217,9 +217,9 @@ end
 // ARGV[4] -> now, Unix ms, to mark the decision event due; empty: no event
 // ARGV[5] -> the event's member of the due set
 //
-// Output: {1, ARGV[1], ARGV[3]} when written; {0, stored record, the
-// remembered get_file, maybe empty} when a record existed; the purgedReply
-// error when the order was purged.
+// Output: {1, ”, ARGV[3]} when written (the caller has the record it
+// sent); {0, stored record, the remembered get_file, maybe empty} when a
+// record existed; the purgedReply error when the order was purged.
 var decideScript = redis.NewScript(purgedGuard + `
 local p = purged(KEYS[3]) if p then return p end
 local function result(r)
@@ -238,7 +238,7 @@ if ARGV[4] ~= '' then
   redis.call('ZADD', KEYS[4], ARGV[4], ARGV[5])
 end
 if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('PEXPIRE', KEYS[2], ARGV[2]) end
-return {1, ARGV[1], ARGV[3]}`)
+return {1, '', ARGV[3]}`)
 
 // sinceScript starts a result-wait clock unless it runs.
 //
@@ -427,8 +427,9 @@ func (s *Store) DecideWithResult(ctx context.Context, rec *Record, getFile, resu
 	n, _ := v[0].(int64)
 	raw, _ := v[1].(string)
 	gf, _ := v[2].(string)
-	d := &Decided{Record: rec, Raw: []byte(raw), Created: n == 1, GetFile: gf}
+	d := &Decided{Record: rec, Raw: b, Created: n == 1, GetFile: gf}
 	if !d.Created {
+		d.Raw = []byte(raw)
 		if d.Record, err = decode(key, d.Raw); err != nil {
 			return nil, err
 		}
