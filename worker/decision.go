@@ -55,6 +55,14 @@ func (w *Worker) decide(ctx context.Context, t *asynq.Task, p tasks.FetchResult,
 		if _, err := w.record(ctx, t, p, rec, log); err != nil {
 			return "retry", err
 		}
+		// The task ends archived, and track waits for replicas only after
+		// a success: wait here, or a failover could lose the record of an
+		// order asynq no longer runs.
+		if w.cfg.WaitReplica {
+			if err := w.waitReplica(ctx, t); err != nil {
+				return "retry", err
+			}
+		}
 		return orderstore.StatusError, fmt.Errorf("unknown app %q: %w", p.AppID, asynq.SkipRetry)
 	}
 

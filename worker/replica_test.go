@@ -63,3 +63,37 @@ func TestWaitReplica(t *testing.T) {
 		t.Errorf("confirm asked for %v, want the decision's and the evidence task's keys only", slices.Sorted(maps.Keys(calls)))
 	}
 }
+
+// TestWaitReplicaUnknownApp: the record of an order whose app is unknown
+// is on the replicas before its task is archived; until then the task is
+// retried, without spending its budget.
+func TestWaitReplicaUnknownApp(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	refused := 0
+	confirm := func(_ context.Context, keys ...string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		if refused < 2 {
+			refused++
+			return redisconn.ErrNotReplicated
+		}
+		return nil
+	}
+	b := workertest.New(t, workertest.Options{Config: worker.Config{WaitReplica: true}, Confirm: confirm})
+	if _, err := tasks.Enqueue(context.Background(), b.Client, tasks.FetchResult{AppID: "TIDAnope", OrderNo: "o-ha"}); err != nil {
+		t.Fatal(err)
+	}
+	info := b.WaitTask(t, tasks.QueueResult, "TIDAnope:o-ha", asynq.TaskStateArchived, wait)
+	if !strings.Contains(info.LastErr, "unknown app") || info.Retried != 0 {
+		t.Errorf("archived task: last error %q, retried %d; want unknown app, budget unspent", info.LastErr, info.Retried)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if refused != 2 {
+		t.Errorf("the replicas were asked %d times before the task was archived, want 2 refusals and then a confirmation", refused)
+	}
+	if r, err := workertest.ReadRecord(context.Background(), b.Store, "TIDAnope", "o-ha"); err != nil || r == nil || r.Code != orderstore.CodeUnknownApp {
+		t.Errorf("record = %+v, %v; want error unknown_app", r, err)
+	}
+}
