@@ -426,11 +426,11 @@ func (w *Worker) Start() error {
 	for i, n := range shares {
 		// The first server alone looks at an idle queue every poll
 		// interval; the others only add dequeues under load and look
-		// twice a second while idle, so an idle pod costs little more
-		// than one server.
+		// twice a second while idle (never more often than the first),
+		// so an idle pod costs little more than one server.
 		iv := interval{w.cfg.PollInterval, w.cfg.retryCheck()}
 		if i > 0 {
-			iv = interval{extraCheck, extraDelayedCheck}
+			iv = interval{max(extraCheck, w.cfg.PollInterval), max(extraDelayedCheck, w.cfg.retryCheck())}
 		}
 		w.decisions[i] = mk(tasks.QueueResult, n, iv)
 	}
