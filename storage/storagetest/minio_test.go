@@ -2,7 +2,6 @@ package storagetest_test
 
 import (
 	"context"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -11,14 +10,6 @@ import (
 
 	"github.com/facesync/facesync/storage/storagetest"
 )
-
-func TestMinIOBinaryFromEnv(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "minio")
-	t.Setenv(storagetest.EnvMinIO, missing)
-	if p, err := storagetest.MinIOBinary(); err == nil || !strings.Contains(err.Error(), "make test") {
-		t.Errorf("MinIOBinary() with %s=%s = %q, %v, want an error pointing at make test", storagetest.EnvMinIO, missing, p, err)
-	}
-}
 
 func TestStartMinIO(t *testing.T) {
 	t.Parallel()

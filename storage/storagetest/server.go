@@ -4,7 +4,6 @@
 package storagetest
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -15,7 +14,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -36,17 +34,13 @@ const Region = "us-east-1"
 // its data in the test's temporary folder. It keeps its port and data
 // across Stop and Restart.
 type Server struct {
-	Endpoint  string // http://127.0.0.1:port
-	AccessKey string
-	SecretKey string
+	proc // Endpoint, AccessKey, SecretKey; Kill, Client, NewBucket
 	// Bucket is a bucket created at start, without object lock.
 	Bucket string
 	Dir    string
 
-	bin    string
-	port   int
-	cmd    *exec.Cmd
-	exited chan struct{} // closed when cmd has exited
+	bin  string
+	port int
 }
 
 // StartServer starts versitygw on a free loopback port, waits until it
@@ -59,12 +53,7 @@ func StartServer(tb testing.TB) *Server {
 	if err != nil {
 		tb.Fatalf("storagetest: %v", err)
 	}
-	s := &Server{
-		AccessKey: "facesync-test",
-		SecretKey: "facesync-test-secret-" + randomHex(8),
-		Dir:       tb.TempDir(),
-		bin:       bin,
-	}
+	s := &Server{proc: newProc(), Dir: tb.TempDir(), bin: bin}
 	for _, d := range []string{s.dataDir(), s.versionDir()} {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			tb.Fatalf("storagetest: %v", err)
@@ -137,31 +126,20 @@ func (s *Server) start() error {
 			port = p
 		}
 		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		log, err := os.OpenFile(s.logFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
-		if err != nil {
-			return err
-		}
 		cmd := exec.Command(s.bin,
 			"--port", addr, "--access", s.AccessKey, "--secret", s.SecretKey,
 			"--region", Region, "--quiet",
 			"posix", "--versioning-dir", s.versionDir(), s.dataDir())
-		cmd.Stdout, cmd.Stderr = log, log
-		// The server dies with the test binary, even when that is killed.
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		err = cmd.Start()
-		log.Close()
+		up, err := s.launch(cmd, s.logFile(), "http://"+addr, func(exited <-chan struct{}) bool {
+			return waitHTTP("http://"+addr+"/", exited, 15*time.Second, false)
+		})
 		if err != nil {
 			return fmt.Errorf("start versitygw: %w", err)
 		}
-		exited := make(chan struct{})
-		go func() { _ = cmd.Wait(); close(exited) }()
-		if waitHTTP("http://"+addr+"/", exited, 15*time.Second, false) {
-			s.port, s.cmd, s.exited = port, cmd, exited
-			s.Endpoint = "http://" + addr
+		if up {
+			s.port = port
 			return nil
 		}
-		_ = cmd.Process.Kill()
-		<-exited
 		if s.port != 0 {
 			break
 		}
@@ -218,21 +196,6 @@ func (s *Server) Restart() error {
 	return s.start()
 }
 
-// Kill ends the server at once, if it runs.
-func (s *Server) Kill() {
-	if s.cmd == nil {
-		return
-	}
-	_ = s.cmd.Process.Kill()
-	<-s.exited
-	s.cmd = nil
-}
-
-// Client returns an S3 client for the server.
-func (s *Server) Client(optFns ...func(*s3.Options)) *s3.Client {
-	return NewS3Client(s.Endpoint, s.AccessKey, s.SecretKey, optFns...)
-}
-
 // NewS3Client returns a path-style S3 client for an S3-compatible endpoint
 // with static credentials, as facesync configures one for
 // FACESYNC_S3_ENDPOINT.
@@ -244,23 +207,6 @@ func NewS3Client(endpoint, accessKey, secretKey string, optFns ...func(*s3.Optio
 		Credentials:  credentials.NewStaticCredentialsProvider(accessKey, secretKey, ""),
 	}
 	return s3.New(opts, optFns...)
-}
-
-// NewBucket creates a bucket with a fresh name, with object lock (and so
-// versioning) enabled when lock is true.
-func (s *Server) NewBucket(tb testing.TB, lock bool) string {
-	tb.Helper()
-	name := "fs-" + strings.ToLower(randomHex(8))
-	in := &s3.CreateBucketInput{Bucket: aws.String(name)}
-	if lock {
-		in.ObjectLockEnabledForBucket = aws.Bool(true)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if _, err := s.Client().CreateBucket(ctx, in); err != nil {
-		tb.Fatalf("storagetest: create bucket %s: %v", name, err)
-	}
-	return name
 }
 
 func freePort() (int, error) {

@@ -12,11 +12,21 @@ import (
 	"github.com/facesync/facesync/storage/storagetest"
 )
 
+// TestBinaryFromEnv: a tool named by its variable but missing is an error
+// that says how to get it, never another copy found elsewhere.
 func TestBinaryFromEnv(t *testing.T) {
-	missing := filepath.Join(t.TempDir(), "versitygw")
-	t.Setenv(storagetest.EnvBinary, missing)
-	if p, err := storagetest.Binary(); err == nil || !strings.Contains(err.Error(), "make test") {
-		t.Errorf("Binary() with %s=%s = %q, %v, want an error pointing at make test", storagetest.EnvBinary, missing, p, err)
+	for _, tool := range []struct {
+		name, env string
+		find      func() (string, error)
+	}{
+		{"versitygw", storagetest.EnvBinary, storagetest.Binary},
+		{"minio", storagetest.EnvMinIO, storagetest.MinIOBinary},
+	} {
+		missing := filepath.Join(t.TempDir(), tool.name)
+		t.Setenv(tool.env, missing)
+		if p, err := tool.find(); err == nil || !strings.Contains(err.Error(), "make test") {
+			t.Errorf("finding %s with %s=%s = %q, %v, want an error pointing at make test", tool.name, tool.env, missing, p, err)
+		}
 	}
 }
 
