@@ -3,7 +3,6 @@ package storage
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -220,31 +219,10 @@ func (m *Memory) Verify(ctx context.Context, appID, orderNo string) (*Report, er
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{ManifestKey: m.folder(appID, orderNo) + ManifestName}
-	var bad []string
-	for _, f := range man.Files {
-		fr := FileReport{File: f, Status: StatusMissing}
-		if data, _, ok := m.Object(f.Key); ok {
-			sum := sha256.Sum256(data)
-			fr.Size, fr.SHA256 = int64(len(data)), hex.EncodeToString(sum[:])
-			switch {
-			case fr.Size != f.Size:
-				fr.Status = StatusSizeMismatch
-			case fr.SHA256 != f.SHA256:
-				fr.Status = StatusHashMismatch
-			default:
-				fr.Status = StatusOK
-			}
-		}
-		rep.Files = append(rep.Files, fr)
-		if fr.Status != StatusOK {
-			bad = append(bad, f.Key+": "+fr.Status)
-		}
-	}
-	if len(bad) > 0 {
-		return rep, fmt.Errorf("storage: %s: %s: %w", rep.ManifestKey, strings.Join(bad, ", "), ErrMismatch)
-	}
-	return rep, nil
+	return verifyFiles(m.folder(appID, orderNo)+ManifestName, man.Files, func(f File) (io.ReadCloser, bool, error) {
+		data, _, ok := m.Object(f.Key)
+		return io.NopCloser(bytes.NewReader(data)), ok, nil
+	})
 }
 
 // Object returns a copy of the object at key and its content type; ok is

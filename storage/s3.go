@@ -531,51 +531,16 @@ func (s *S3) Verify(ctx context.Context, appID, orderNo string) (*Report, error)
 	if err != nil {
 		return nil, err
 	}
-	rep := &Report{ManifestKey: s.folder(appID, orderNo) + ManifestName}
-	var bad []string
-	for _, f := range m.Files {
-		fr, err := s.verifyFile(ctx, f)
-		if err != nil {
-			return nil, err
+	return verifyFiles(s.folder(appID, orderNo)+ManifestName, m.Files, func(f File) (io.ReadCloser, bool, error) {
+		out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(f.Key)})
+		switch {
+		case isNotFound(err):
+			return nil, false, nil
+		case err != nil:
+			return nil, false, fmt.Errorf("storage: get %s: %w", f.Key, err)
 		}
-		rep.Files = append(rep.Files, fr)
-		if fr.Status != StatusOK {
-			bad = append(bad, f.Key+": "+fr.Status)
-		}
-	}
-	if len(bad) > 0 {
-		return rep, fmt.Errorf("storage: %s: %s: %w", rep.ManifestKey, strings.Join(bad, ", "), ErrMismatch)
-	}
-	return rep, nil
-}
-
-func (s *S3) verifyFile(ctx context.Context, f File) (FileReport, error) {
-	fr := FileReport{File: f}
-	out, err := s.client.GetObject(ctx, &s3.GetObjectInput{Bucket: &s.cfg.Bucket, Key: aws.String(f.Key)})
-	if err != nil {
-		if isNotFound(err) {
-			fr.Status = StatusMissing
-			return fr, nil
-		}
-		return fr, fmt.Errorf("storage: get %s: %w", f.Key, err)
-	}
-	defer out.Body.Close()
-	h := sha256.New()
-	n, err := io.Copy(h, out.Body)
-	if err != nil {
-		return fr, fmt.Errorf("storage: read %s: %w", f.Key, err)
-	}
-	fr.Size = n
-	fr.SHA256 = hex.EncodeToString(h.Sum(nil))
-	switch {
-	case n != f.Size:
-		fr.Status = StatusSizeMismatch
-	case fr.SHA256 != f.SHA256:
-		fr.Status = StatusHashMismatch
-	default:
-		fr.Status = StatusOK
-	}
-	return fr, nil
+		return out.Body, true, nil
+	})
 }
 
 func httpStatus(err error) int {

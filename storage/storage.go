@@ -19,12 +19,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
 	"io"
 	"slices"
+	"strings"
 )
 
 // Evidence kinds, as named in object keys and manifests.
@@ -253,6 +255,48 @@ type FileReport struct {
 	Status string // StatusOK, StatusMissing, StatusSizeMismatch or StatusHashMismatch
 	Size   int64  // bytes found (0 when missing)
 	SHA256 string // hex of the bytes found ("" when missing)
+}
+
+// verifyFiles is Verify once the manifest is read: it streams each file
+// that open finds (ok false: none is stored) through SHA-256 and compares
+// it with what the manifest states. When any file is missing or differs,
+// the report comes with an error that names those files and wraps
+// ErrMismatch.
+func verifyFiles(manifestKey string, files []File, open func(File) (r io.ReadCloser, ok bool, err error)) (*Report, error) {
+	rep := &Report{ManifestKey: manifestKey}
+	var bad []string
+	for _, f := range files {
+		fr := FileReport{File: f, Status: StatusMissing}
+		r, ok, err := open(f)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			h := sha256.New()
+			n, err := io.Copy(h, r)
+			r.Close()
+			if err != nil {
+				return nil, fmt.Errorf("storage: read %s: %w", f.Key, err)
+			}
+			fr.Size, fr.SHA256 = n, hex.EncodeToString(h.Sum(nil))
+			switch {
+			case fr.Size != f.Size:
+				fr.Status = StatusSizeMismatch
+			case fr.SHA256 != f.SHA256:
+				fr.Status = StatusHashMismatch
+			default:
+				fr.Status = StatusOK
+			}
+		}
+		rep.Files = append(rep.Files, fr)
+		if fr.Status != StatusOK {
+			bad = append(bad, f.Key+": "+fr.Status)
+		}
+	}
+	if len(bad) > 0 {
+		return rep, fmt.Errorf("storage: %s: %s: %w", rep.ManifestKey, strings.Join(bad, ", "), ErrMismatch)
+	}
+	return rep, nil
 }
 
 // ValidID reports whether s may be used as an app_id or order_no: 1 to 32
