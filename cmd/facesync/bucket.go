@@ -74,13 +74,9 @@ func (m *Main) runBucket(ctx context.Context, args []string) error {
 	if err := m.parse(m.flags("bucket "+args[0]), args[1:]); err != nil {
 		return err
 	}
-	c, err := m.config()
+	c, sink, err := m.configSink(ctx)
 	if err != nil {
 		return err
-	}
-	sink, err := newSink(ctx, c)
-	if err != nil {
-		return usageErr("%v", err)
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -58,6 +58,20 @@ func (m *Main) config() (*Config, error) {
 	return c, nil
 }
 
+// configSink is config and the object store it names, for the commands
+// that work on evidence.
+func (m *Main) configSink(ctx context.Context) (*Config, *storage.S3, error) {
+	c, err := m.config()
+	if err != nil {
+		return nil, nil, err
+	}
+	sink, err := newSink(ctx, c)
+	if err != nil {
+		return nil, nil, usageErr("%v", err)
+	}
+	return c, sink, nil
+}
+
 // runWorker runs a worker pod until ctx ends (SIGTERM, SIGINT).
 func (m *Main) runWorker(ctx context.Context, args []string) error {
 	if err := m.parse(m.flags("worker"), args); err != nil {
@@ -436,13 +450,9 @@ func (m *Main) runVerify(ctx context.Context, args []string) error {
 	if !tasks.ValidID(*a) || !tasks.ValidID(*o) {
 		return usageErr("--app-id and --order-no are required: 1 to 32 characters of A-Z a-z 0-9 _ -")
 	}
-	c, err := m.config()
+	c, sink, err := m.configSink(ctx)
 	if err != nil {
 		return err
-	}
-	sink, err := newSink(ctx, c)
-	if err != nil {
-		return usageErr("%v", err)
 	}
 	if *operator == "" {
 		*operator = defaultOperator()

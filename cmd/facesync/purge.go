@@ -85,13 +85,9 @@ func (m *Main) runPurge(ctx context.Context, args []string) error {
 	default:
 		orders = []orderRef{{*appID, *orderNo}}
 	}
-	c, err := m.config()
+	c, sink, err := m.configSink(ctx)
 	if err != nil {
 		return err
-	}
-	sink, err := newSink(ctx, c)
-	if err != nil {
-		return usageErr("%v", err)
 	}
 	if err := pingSink(ctx, sink); err != nil {
 		return infraErr(err)
