@@ -14,6 +14,7 @@ import (
 	"github.com/facesync/facesync/worker/orderstore"
 	"github.com/facesync/facesync/worker/pacing"
 	"github.com/facesync/facesync/worker/workertest"
+	"github.com/facesync/facesync/worker/workertest/testclock"
 )
 
 // fleet starts 3 workers on one Redis (the environment's and two more,
@@ -107,14 +108,7 @@ func TestRateCapFigure(t *testing.T) {
 	}
 	waitAllPassed(t, b, list)
 	starts := rec.syncStarts()
-	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
-	most, j := 0, 0
-	for i := range starts {
-		for starts[i].Sub(starts[j]) >= time.Second {
-			j++
-		}
-		most = max(most, i-j+1)
-	}
+	most := testclock.MostWithin(starts, time.Second)
 	span := starts[len(starts)-1].Sub(starts[0])
 	delayed := counter(t, b, "facesync_provider_rate_delayed_total", appID)
 	t.Logf("rate cap %d/s, 3 workers, %d orders at once: %d sync calls over %v, at most %d in any one-second window; "+

@@ -3,7 +3,6 @@ package pacing_test
 import (
 	"context"
 	"math/rand/v2"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -13,6 +12,7 @@ import (
 	"github.com/facesync/facesync/worker/idasc"
 	"github.com/facesync/facesync/worker/idasc/idasctest"
 	"github.com/facesync/facesync/worker/pacing"
+	"github.com/facesync/facesync/worker/workertest/testclock"
 )
 
 // fleetRun is the outcome of one fleet against a throttling window.
@@ -182,14 +182,7 @@ func TestRateCap(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	slices.SortFunc(starts, func(a, b time.Time) int { return a.Compare(b) })
-	most, j := 0, 0
-	for i := range starts {
-		for starts[i].Sub(starts[j]) >= time.Second {
-			j++
-		}
-		most = max(most, i-j+1)
-	}
+	most := testclock.MostWithin(starts, time.Second)
 	span := starts[len(starts)-1].Sub(starts[0])
 	t.Logf("rate cap %d/s, 3 pods x 10 workers for 3 s: %d calls over %v, at most %d in any one-second window; %d calls delayed",
 		rate, len(starts), span.Round(time.Millisecond), most, delayed.Load())

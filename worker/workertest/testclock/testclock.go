@@ -8,6 +8,7 @@
 package testclock
 
 import (
+	"slices"
 	"sync"
 	"time"
 )
@@ -33,4 +34,19 @@ func (c *Clock) Advance(d time.Duration) {
 	c.mu.Lock()
 	c.t = c.t.Add(d)
 	c.mu.Unlock()
+}
+
+// MostWithin returns the largest number of the times that fall within any
+// window shorter than d (a rate cap's check: at most so many calls in any
+// second). It sorts times.
+func MostWithin(times []time.Time, d time.Duration) int {
+	slices.SortFunc(times, func(a, b time.Time) int { return a.Compare(b) })
+	most, j := 0, 0
+	for i := range times {
+		for times[i].Sub(times[j]) >= d {
+			j++
+		}
+		most = max(most, i-j+1)
+	}
+	return most
 }
