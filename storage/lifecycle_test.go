@@ -405,7 +405,7 @@ func TestPurgeMinIO(t *testing.T) {
 	if err != nil || len(deleted) != 3 || deleted[0].SHA256 != files[0].SHA256 || deleted[2].Key != "evidence/app1/order1/manifest.json" {
 		t.Fatalf("PurgeObjects = %+v, %v; want the 2 files with their hashes, then the manifest", deleted, err)
 	}
-	if left := listAll(t, ctx, env.m.Client(), bucket, "evidence/app1/order1/"); len(left) != 0 {
+	if left := storagetest.Versions(t, env.m.Client(), bucket, "evidence/app1/order1/"); len(left) != 0 {
 		t.Errorf("versions left: %v", left)
 	}
 }

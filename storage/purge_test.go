@@ -65,29 +65,6 @@ func storeOrder(t *testing.T, ctx context.Context, sink *storage.S3, app, order 
 	return files
 }
 
-// listAll lists every version and delete marker under prefix.
-func listAll(t *testing.T, ctx context.Context, c *s3.Client, bucket, prefix string) []string {
-	t.Helper()
-	var out []string
-	in := &s3.ListObjectVersionsInput{Bucket: &bucket, Prefix: &prefix}
-	for {
-		page, err := c.ListObjectVersions(ctx, in)
-		if err != nil {
-			t.Fatalf("ListObjectVersions(%s): %v", prefix, err)
-		}
-		for _, v := range page.Versions {
-			out = append(out, aws.ToString(v.Key)+"@"+aws.ToString(v.VersionId))
-		}
-		for _, m := range page.DeleteMarkers {
-			out = append(out, aws.ToString(m.Key)+"@"+aws.ToString(m.VersionId)+" (delete marker)")
-		}
-		if !aws.ToBool(page.IsTruncated) {
-			return out
-		}
-		in.KeyMarker, in.VersionIdMarker = page.NextKeyMarker, page.NextVersionIdMarker
-	}
-}
-
 func getObject(t *testing.T, ctx context.Context, c *s3.Client, bucket, key string) []byte {
 	t.Helper()
 	out, err := c.GetObject(ctx, &s3.GetObjectInput{Bucket: &bucket, Key: &key})
@@ -150,7 +127,7 @@ func TestPurgeStoredOrder(t *testing.T) {
 			if err != nil {
 				t.Fatalf("PurgeObjects: %v", err)
 			}
-			if left := listAll(t, ctx, raw, bucket, "evidence/app1/order1/"); len(left) != 0 {
+			if left := storagetest.Versions(t, raw, bucket, "evidence/app1/order1/"); len(left) != 0 {
 				t.Errorf("after purge, versions left: %v", left)
 			}
 			if len(deleted) != wantVersions {
@@ -175,7 +152,7 @@ func TestPurgeStoredOrder(t *testing.T) {
 					t.Errorf("deleted %+v: want its version id in a versioned bucket", d)
 				}
 			}
-			if left := listAll(t, ctx, raw, bucket, "evidence/app1/order2/"); len(left) != 3 {
+			if left := storagetest.Versions(t, raw, bucket, "evidence/app1/order2/"); len(left) != 3 {
 				t.Errorf("another order's versions = %v, want its 3 untouched", left)
 			}
 			// Nothing left: a purge run again deletes nothing, successfully.
@@ -293,7 +270,7 @@ func TestPurgeCompliance(t *testing.T) {
 	bucket := srv.NewBucket(t, true)
 	sink := newSink(t, srv.Client(), storage.Config{Bucket: bucket, LockMode: storage.LockCompliance, LockDays: 1})
 	storeOrder(t, ctx, sink, "app1", "order1")
-	before := listAll(t, ctx, srv.Client(), bucket, "evidence/app1/order1/")
+	before := storagetest.Versions(t, srv.Client(), bucket, "evidence/app1/order1/")
 
 	for _, bypass := range []bool{false, true} {
 		err := sink.PurgeCheck(ctx, "app1", "order1", bypass)
@@ -311,7 +288,7 @@ func TestPurgeCompliance(t *testing.T) {
 		}
 		t.Logf("refusal: %v", err)
 	}
-	if after := listAll(t, ctx, srv.Client(), bucket, "evidence/app1/order1/"); !slices.Equal(after, before) {
+	if after := storagetest.Versions(t, srv.Client(), bucket, "evidence/app1/order1/"); !slices.Equal(after, before) {
 		t.Errorf("after the refused check: %v, want %v", after, before)
 	}
 
@@ -320,7 +297,7 @@ func TestPurgeCompliance(t *testing.T) {
 	if !errors.As(err, &de) || len(de.Failed) != 2 || len(deleted) != 0 {
 		t.Fatalf("PurgeObjects under COMPLIANCE = %+v, %v; want nothing deleted and a *DeleteError for the 2 files", deleted, err)
 	}
-	if after := listAll(t, ctx, srv.Client(), bucket, "evidence/app1/order1/"); !slices.Equal(after, before) {
+	if after := storagetest.Versions(t, srv.Client(), bucket, "evidence/app1/order1/"); !slices.Equal(after, before) {
 		t.Errorf("after the refused purge: %v, want %v", after, before)
 	}
 }
@@ -346,7 +323,7 @@ func TestPurgeGovernance(t *testing.T) {
 	if err != nil || len(deleted) != 3 {
 		t.Fatalf("PurgeObjects(bypass) = %+v, %v; want 3 versions deleted", deleted, err)
 	}
-	if left := listAll(t, ctx, srv.Client(), bucket, "evidence/app1/order1/"); len(left) != 0 {
+	if left := storagetest.Versions(t, srv.Client(), bucket, "evidence/app1/order1/"); len(left) != 0 {
 		t.Errorf("after purge, versions left: %v", left)
 	}
 }
@@ -400,7 +377,7 @@ func TestPurgeInterrupted(t *testing.T) {
 		if len(deleted) != 2 || deleted[0].Key != files[1].Key || deleted[0].SHA256 != files[1].SHA256 || deleted[1].Key != "evidence/app1/order1/manifest.json" {
 			t.Errorf("PurgeObjects = %+v, want %s with sha256 %s, then the manifest", deleted, files[1].Key, files[1].SHA256)
 		}
-		if left := listAll(t, ctx, raw, bucket, "evidence/app1/order1/"); len(left) != 0 {
+		if left := storagetest.Versions(t, raw, bucket, "evidence/app1/order1/"); len(left) != 0 {
 			t.Errorf("versions left: %v", left)
 		}
 	})
@@ -427,14 +404,14 @@ func TestPurgeInterrupted(t *testing.T) {
 		if err == nil || len(first) != 2 {
 			t.Fatalf("interrupted PurgeObjects = %+v, %v; want the 2 files and an error", first, err)
 		}
-		if left := listAll(t, ctx, raw, bucket, "evidence/app1/order2/"); len(left) != 1 || !strings.HasPrefix(left[0], manifestKey+"@") {
+		if left := storagetest.Versions(t, raw, bucket, "evidence/app1/order2/"); len(left) != 1 || !strings.HasPrefix(left[0], manifestKey+"@") {
 			t.Fatalf("after the interruption: %v, want the manifest alone", left)
 		}
 		second, err := sink.PurgeObjects(ctx, "app1", "order2", false)
 		if err != nil || len(second) != 1 || second[0].Key != manifestKey || second[0].SHA256 == "" {
 			t.Fatalf("PurgeObjects run again = %+v, %v; want the manifest alone, with its hash", second, err)
 		}
-		if left := listAll(t, ctx, raw, bucket, "evidence/app1/order2/"); len(left) != 0 {
+		if left := storagetest.Versions(t, raw, bucket, "evidence/app1/order2/"); len(left) != 0 {
 			t.Errorf("versions left: %v", left)
 		}
 		for i, f := range files {
@@ -484,7 +461,7 @@ func TestPurgePaging(t *testing.T) {
 	if calls.Load() < 5 || biggest.Load() > 3 {
 		t.Errorf("DeleteObjects calls = %d with at most %d keys, want at least 5 of at most 3", calls.Load(), biggest.Load())
 	}
-	if left := listAll(t, ctx, raw, bucket, "evidence/app1/order1/"); len(left) != 0 {
+	if left := storagetest.Versions(t, raw, bucket, "evidence/app1/order1/"); len(left) != 0 {
 		t.Errorf("versions left: %v", left)
 	}
 }

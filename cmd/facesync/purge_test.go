@@ -21,6 +21,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/facesync/facesync/storage"
+	"github.com/facesync/facesync/storage/storagetest"
 	"github.com/facesync/facesync/tasks"
 	"github.com/facesync/facesync/worker/orderstore"
 )
@@ -40,29 +41,6 @@ func auditLines(t *testing.T, stderr string) []map[string]any {
 		out = append(out, m)
 	}
 	return out
-}
-
-// versions lists every object version and delete marker under prefix.
-func versions(t *testing.T, c *s3.Client, bucket, prefix string) []string {
-	t.Helper()
-	var out []string
-	in := &s3.ListObjectVersionsInput{Bucket: &bucket, Prefix: &prefix}
-	for {
-		page, err := c.ListObjectVersions(context.Background(), in)
-		if err != nil {
-			t.Fatalf("ListObjectVersions(%s): %v", prefix, err)
-		}
-		for _, v := range page.Versions {
-			out = append(out, aws.ToString(v.Key)+"@"+aws.ToString(v.VersionId))
-		}
-		for _, m := range page.DeleteMarkers {
-			out = append(out, aws.ToString(m.Key)+"@"+aws.ToString(m.VersionId)+" (delete marker)")
-		}
-		if !aws.ToBool(page.IsTruncated) {
-			return out
-		}
-		in.KeyMarker, in.VersionIdMarker = page.NextKeyMarker, page.NextVersionIdMarker
-	}
 }
 
 // receipts reads every receipt of an order, oldest first.
@@ -182,7 +160,7 @@ func TestPurgeStoredOrder(t *testing.T) {
 	}
 
 	client := st.s3.Client()
-	leftObjects := versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/")
+	leftObjects := storagetest.Versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/")
 	if len(leftObjects) != 0 {
 		t.Errorf("object versions left after the purge: %v", leftObjects)
 	}
@@ -254,7 +232,7 @@ func TestPurgeStoredOrder(t *testing.T) {
 	if n := st.syncRequests(order); n != before {
 		t.Errorf("%d provider requests for the purged order after its purge, want 0", n-before)
 	}
-	if left := versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/"); len(left) != 0 {
+	if left := storagetest.Versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/"); len(left) != 0 {
 		t.Errorf("objects written after the purge: %v", left)
 	}
 	if n := st.db.Client.Exists(context.Background(), orderstore.RecordKey(testApp, order)).Val(); n != 0 {
@@ -312,7 +290,7 @@ func TestPurgeObjectLock(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "COMPLIANCE retention until") || !strings.Contains(stderr, "nothing deleted") {
 		t.Errorf("purge under COMPLIANCE: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
-	if left := versions(t, client, bucket, "evidence/"+testApp+"/comp1/"); len(left) != 2 {
+	if left := storagetest.Versions(t, client, bucket, "evidence/"+testApp+"/comp1/"); len(left) != 2 {
 		t.Errorf("versions after a refused purge: %v, want both kept", left)
 	}
 	if p, _ := st.db.Client.Exists(context.Background(), orderstore.PurgedKey(testApp, "comp1")).Result(); p != 0 {
@@ -326,7 +304,7 @@ func TestPurgeObjectLock(t *testing.T) {
 	if code != 1 || !strings.Contains(out, "--bypass-governance") {
 		t.Errorf("purge under GOVERNANCE without bypass: exit %d, stdout %q", code, out)
 	}
-	if left := versions(t, client, bucket, "evidence/"+testApp+"/gov1/"); len(left) != 2 {
+	if left := storagetest.Versions(t, client, bucket, "evidence/"+testApp+"/gov1/"); len(left) != 2 {
 		t.Errorf("versions after a refused purge: %v", left)
 	}
 
@@ -339,7 +317,7 @@ func TestPurgeObjectLock(t *testing.T) {
 		t.Errorf("purge --file: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 	for order, want := range map[string]int{"comp1": 2, "gov1": 0, "gov2": 0} {
-		if left := versions(t, client, bucket, "evidence/"+testApp+"/"+order+"/"); len(left) != want {
+		if left := storagetest.Versions(t, client, bucket, "evidence/"+testApp+"/"+order+"/"); len(left) != want {
 			t.Errorf("%s: versions left %v, want %d", order, left, want)
 		}
 	}
@@ -402,7 +380,7 @@ func TestPurgeInterruptedRunAgain(t *testing.T) {
 		t.Fatalf("interrupted purge: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
 	client := st.s3.Client()
-	if left := versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/"); len(left) != 1 || !strings.Contains(left[0], storage.ManifestName) {
+	if left := storagetest.Versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/"); len(left) != 1 || !strings.Contains(left[0], storage.ManifestName) {
 		t.Fatalf("after the interrupted run: %v, want the manifest alone", left)
 	}
 	failDeletes.Store(false)
@@ -410,7 +388,7 @@ func TestPurgeInterruptedRunAgain(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "1 object version(s)") {
 		t.Fatalf("purge run again: exit %d, stdout %q, stderr %q", code, out, stderr)
 	}
-	if left := versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/"); len(left) != 0 {
+	if left := storagetest.Versions(t, client, st.s3.Bucket, "evidence/"+testApp+"/"+order+"/"); len(left) != 0 {
 		t.Errorf("left after the second run: %v", left)
 	}
 	if left := st.redisKeysWith(t, order); len(left) != 0 {

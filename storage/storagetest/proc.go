@@ -88,3 +88,30 @@ func (p *proc) NewBucket(tb testing.TB, lock bool) string {
 	}
 	return name
 }
+
+// Versions lists every object version and delete marker under prefix, as
+// "key@version" and "key@version (delete marker)": what a purge must have
+// left nothing of.
+func Versions(tb testing.TB, c *s3.Client, bucket, prefix string) []string {
+	tb.Helper()
+	var out []string
+	in := &s3.ListObjectVersionsInput{Bucket: &bucket, Prefix: &prefix}
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		page, err := c.ListObjectVersions(ctx, in)
+		cancel()
+		if err != nil {
+			tb.Fatalf("storagetest: ListObjectVersions(%s): %v", prefix, err)
+		}
+		for _, v := range page.Versions {
+			out = append(out, aws.ToString(v.Key)+"@"+aws.ToString(v.VersionId))
+		}
+		for _, m := range page.DeleteMarkers {
+			out = append(out, aws.ToString(m.Key)+"@"+aws.ToString(m.VersionId)+" (delete marker)")
+		}
+		if !aws.ToBool(page.IsTruncated) {
+			return out
+		}
+		in.KeyMarker, in.VersionIdMarker = page.NextKeyMarker, page.NextVersionIdMarker
+	}
+}
