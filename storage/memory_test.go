@@ -58,7 +58,7 @@ func TestMemoryMaxBytes(t *testing.T) {
 	if err != nil {
 		t.Fatalf("NewMemory: %v", err)
 	}
-	photo := content(headJPEG, 600)
+	photo := storagetest.JPEG(600)
 	pf, err := m.PutFile(ctx, appID, orderNo, storage.KindPhoto, bytes.NewReader(photo))
 	if err != nil {
 		t.Fatalf("PutFile(600 of 1000 bytes) = %v, want nil", err)
@@ -67,14 +67,14 @@ func TestMemoryMaxBytes(t *testing.T) {
 	if _, err := m.PutFile(ctx, appID, orderNo, storage.KindPhoto, bytes.NewReader(photo)); err != nil {
 		t.Fatalf("PutFile(the same 600 bytes again) = %v, want nil", err)
 	}
-	if f, err := m.PutFile(ctx, appID, orderNo, storage.KindVideo, bytes.NewReader(content(headMP4, 401))); !errors.Is(err, storage.ErrFull) {
+	if f, err := m.PutFile(ctx, appID, orderNo, storage.KindVideo, bytes.NewReader(storagetest.MP4(401))); !errors.Is(err, storage.ErrFull) {
 		t.Errorf("PutFile(401 more bytes) = %+v, %v, want %v", f, err, storage.ErrFull)
 	}
 	if got := m.Keys(); len(got) != 1 || got[0] != pf.Key {
 		t.Errorf("Keys() after a refused PutFile = %q, want only %q", got, pf.Key)
 	}
 	// 600 + 300 leaves too little room for the manifest.
-	vf, err := m.PutFile(ctx, appID, orderNo, storage.KindVideo, bytes.NewReader(content(headMP4, 300)))
+	vf, err := m.PutFile(ctx, appID, orderNo, storage.KindVideo, bytes.NewReader(storagetest.MP4(300)))
 	if err != nil {
 		t.Fatalf("PutFile(300 more bytes) = %v, want nil", err)
 	}
@@ -102,7 +102,7 @@ func TestMemoryConcurrent(t *testing.T) {
 	for i := range 16 {
 		wg.Go(func() {
 			order := fmt.Sprint("ord-", i)
-			pf, err := m.PutFile(ctx, appID, order, storage.KindPhoto, bytes.NewReader(content(headJPEG, 1000+i)))
+			pf, err := m.PutFile(ctx, appID, order, storage.KindPhoto, bytes.NewReader(storagetest.JPEG(1000+i)))
 			if err != nil {
 				t.Errorf("PutFile(%s): %v", order, err)
 				return

@@ -102,23 +102,6 @@ const (
 	orderNo = "ord-0001_x"
 )
 
-// Leading bytes by which the sink names files.
-var (
-	headJPEG = []byte{0xFF, 0xD8, 0xFF, 0xE0, 0, 0x10, 'J', 'F', 'I', 'F', 0, 1}
-	headMP4  = []byte{0, 0, 0, 0x20, 'f', 't', 'y', 'p', 'i', 's', 'o', 'm'}
-)
-
-// content returns n bytes starting with head, the rest a pattern whose
-// period (about 1 MB) does not divide the part size.
-func content(head []byte, n int) []byte {
-	b := make([]byte, n)
-	copy(b, head)
-	for i := len(head); i < n; i++ {
-		b[i] = byte(i*7 + i/4093)
-	}
-	return b
-}
-
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -128,11 +111,11 @@ func ctxT(t *testing.T) context.Context {
 // putSet stores a small photo, a multipart video and their manifest.
 func putSet(t *testing.T, sink storage.Sink) *storage.Manifest {
 	t.Helper()
-	pf, err := sink.PutFile(ctxT(t), appID, orderNo, storage.KindPhoto, bytes.NewReader(content(headJPEG, 48213)))
+	pf, err := sink.PutFile(ctxT(t), appID, orderNo, storage.KindPhoto, bytes.NewReader(storagetest.JPEG(48213)))
 	if err != nil {
 		t.Fatalf("PutFile(photo): %v", err)
 	}
-	vf, err := sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(content(headMP4, 6*mib+17)))
+	vf, err := sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(storagetest.MP4(6*mib+17)))
 	if err != nil {
 		t.Fatalf("PutFile(video): %v", err)
 	}
@@ -396,7 +379,7 @@ func testCorruptOnWire(t *testing.T, srv *storagetest.Server) {
 	}
 	for _, tt := range tests {
 		su := newS3(t, srv, s3Options{ClientOptions: tt.opts})
-		f, err := su.sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(content(headMP4, 7*mib)))
+		f, err := su.sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(storagetest.MP4(7*mib)))
 		if err == nil || (tt.wantCode != "" && apiCode(err) != tt.wantCode) {
 			t.Errorf("PutFile(part corrupted on the wire, %s) = %+v, %v, want an error %s", tt.name, f, err, tt.wantCode)
 		}
@@ -468,7 +451,7 @@ func testCorruptInBuffer(t *testing.T, srv *storagetest.Server) {
 	for _, tt := range tests {
 		su := newS3(t, srv, s3Options{ClientOptions: []func(*s3.Options){corruptBuffers(tt.strip)}})
 		for _, n := range []int{1000, 12 * mib} {
-			f, err := su.sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(content(headMP4, n)))
+			f, err := su.sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(storagetest.MP4(n)))
 			if !tt.want(err) {
 				t.Errorf("PutFile(%d bytes corrupted before the SDK's checksum, %s) = %+v, %v, want %s", n, tt.name, f, err, tt.about)
 			}
@@ -531,7 +514,7 @@ func testRetentionMismatch(t *testing.T, srv *storagetest.Server) {
 			ClientOptions: []func(*s3.Options){corruptBuffers(true)},
 		})
 		for _, n := range []int{1000, 12 * mib} {
-			f, err := su.sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(content(headMP4, n)))
+			f, err := su.sink.PutFile(ctxT(t), appID, orderNo, storage.KindVideo, bytes.NewReader(storagetest.MP4(n)))
 			if !errors.Is(err, storage.ErrChecksum) {
 				t.Errorf("%s: PutFile(%d bytes corrupted, checksum not checked by the server) = %+v, %v, want %v", mode, n, f, err, storage.ErrChecksum)
 			}
@@ -632,7 +615,7 @@ func testCancelWaitsForParts(t *testing.T, srv *storagetest.Server) {
 	stop := func() { once.Do(func() { cancel(); close(release) }) }
 	defer stop()
 	// Cancelled while the second part is read, once the first one is sent.
-	r := &cancellingReader{r: bytes.NewReader(content(headMP4, 20*mib)), n: 7 * mib, cancel: func() {
+	r := &cancellingReader{r: bytes.NewReader(storagetest.MP4(20*mib)), n: 7 * mib, cancel: func() {
 		select {
 		case <-h.arrived:
 		case <-time.After(time.Minute):

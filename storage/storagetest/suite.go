@@ -119,6 +119,13 @@ func content(head []byte, n int) []byte {
 	return b
 }
 
+// JPEG returns n bytes that the sinks take for a JPEG photo: a JPEG's
+// leading bytes, then content's pattern.
+func JPEG(n int) []byte { return content(headJPEG, n) }
+
+// MP4 returns n bytes that the sinks take for an MP4 video.
+func MP4(n int) []byte { return content(headMP4, n) }
+
 func sha(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
