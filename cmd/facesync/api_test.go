@@ -53,19 +53,7 @@ func TestAPICommand(t *testing.T) {
 	st.env["FACESYNC_API_KEYS_FILE"] = keys
 	st.env["FACESYNC_API_ADDR"] = freeAddr(t)
 
-	logs := &lockedBuffer{}
-	m := &Main{Stdout: io.Discard, Stderr: logs, Getenv: func(k string) string { return st.env[k] }}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	done := make(chan int, 1)
-	go func() { done <- m.Run(ctx, []string{"api"}) }()
-	select {
-	case <-m.Ready():
-	case code := <-done:
-		t.Fatalf("api exited with %d before it was ready: %s", code, logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatalf("api not ready after 30s: %s", logs.String())
-	}
+	api := st.start(t, "api")
 	st.startWorker(t)
 
 	base := "http://" + st.env["FACESYNC_API_ADDR"]
@@ -122,7 +110,7 @@ func TestAPICommand(t *testing.T) {
 	}
 
 	for _, p := range []string{"/healthz", "/readyz", "/metrics"} {
-		resp, err := http.Get("http://" + m.HTTPAddr() + p)
+		resp, err := http.Get("http://" + api.m.HTTPAddr() + p)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -133,15 +121,8 @@ func TestAPICommand(t *testing.T) {
 		}
 	}
 
-	stop()
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("api exit code %d after its signal, want 0: %s", code, logs.String())
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("api did not stop within 30s of its signal")
-	}
+	api.shutdown(t)
+	logs := api.logs
 	if strings.Contains(logs.String(), token) {
 		t.Error("the API key appears in the api's logs")
 	}
@@ -195,19 +176,7 @@ func TestAPICommandDrains(t *testing.T) {
 	addr := freeAddr(t)
 	st.env["FACESYNC_API_ADDR"] = addr
 
-	logs := &lockedBuffer{}
-	m := &Main{Stdout: io.Discard, Stderr: logs, Getenv: func(k string) string { return st.env[k] }}
-	ctx, stop := context.WithCancel(context.Background())
-	defer stop()
-	done := make(chan int, 1)
-	go func() { done <- m.Run(ctx, []string{"api"}) }()
-	select {
-	case <-m.Ready():
-	case code := <-done:
-		t.Fatalf("api exited with %d: %s", code, logs.String())
-	case <-time.After(30 * time.Second):
-		t.Fatal("api not ready after 30s")
-	}
+	api := st.start(t, "api")
 
 	conn, err := net.Dial("tcp", addr)
 	if err != nil {
@@ -221,7 +190,7 @@ func TestAPICommandDrains(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(200 * time.Millisecond) // let the server read the headers: the connection is active
-	stop()
+	api.stop()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
 		c, err := net.DialTimeout("tcp", addr, time.Second)
@@ -246,12 +215,5 @@ func TestAPICommandDrains(t *testing.T) {
 	if resp.StatusCode != http.StatusAccepted {
 		t.Errorf("in-flight POST = %d, want 202", resp.StatusCode)
 	}
-	select {
-	case code := <-done:
-		if code != 0 {
-			t.Errorf("api exit code %d, want 0", code)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("api did not exit within 30s of its signal")
-	}
+	api.shutdown(t)
 }

@@ -75,42 +75,49 @@ func (st *stack) run(t *testing.T, args ...string) (int, string, string) {
 	return code, out.String(), errb.String()
 }
 
-// runningWorker is a worker Main running in this process.
-type runningWorker struct {
+// running is a command's Main (worker, api) running in this process.
+type running struct {
+	name string
 	m    *Main
 	logs *lockedBuffer
 	stop context.CancelFunc
 	done chan int
 }
 
-func (st *stack) startWorker(t *testing.T) *runningWorker {
+func (st *stack) startWorker(t *testing.T) *running { return st.start(t, "worker") }
+
+// start runs the long-running command name on the stack's environment,
+// returns once it is ready, and shuts it down when the test ends.
+func (st *stack) start(t *testing.T, name string) *running {
 	t.Helper()
 	logs := &lockedBuffer{}
 	m := &Main{Stdout: io.Discard, Stderr: logs, Getenv: func(k string) string { return st.env[k] }}
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &runningWorker{m: m, logs: logs, stop: cancel, done: make(chan int, 1)}
-	go func() { w.done <- m.Run(ctx, []string{"worker"}) }()
+	w := &running{name: name, m: m, logs: logs, stop: cancel, done: make(chan int, 1)}
+	go func() { w.done <- m.Run(ctx, []string{name}) }()
 	select {
 	case <-m.Ready():
 	case code := <-w.done:
-		t.Fatalf("worker exited with %d before it was ready: %s", code, logs.String())
+		t.Fatalf("%s exited with %d before it was ready: %s", name, code, logs.String())
 	case <-time.After(30 * time.Second):
-		t.Fatalf("worker not ready after 30s: %s", logs.String())
+		t.Fatalf("%s not ready after 30s: %s", name, logs.String())
 	}
 	t.Cleanup(func() { w.shutdown(t) })
 	return w
 }
 
-func (w *runningWorker) shutdown(t *testing.T) {
+// shutdown signals the command and checks that it exits with 0 within
+// 30 s; it may be called again.
+func (w *running) shutdown(t *testing.T) {
 	w.stop()
 	select {
 	case code := <-w.done:
 		if code != 0 {
-			t.Errorf("worker exit code %d, want 0", code)
+			t.Errorf("%s exit code %d, want 0: %s", w.name, code, w.logs.String())
 		}
 		w.done <- code
 	case <-time.After(30 * time.Second):
-		t.Errorf("worker did not stop within 30s of its shutdown")
+		t.Errorf("%s did not stop within 30s of its shutdown", w.name)
 	}
 }
 
@@ -132,7 +139,7 @@ func TestEndToEndThreeWorkers(t *testing.T) {
 	st := newStack(t)
 	st.env["FACESYNC_RESULT_WAIT"] = "3s"
 	st.env["FACESYNC_EVIDENCE_WAIT"] = "3s"
-	workers := []*runningWorker{st.startWorker(t), st.startWorker(t), st.startWorker(t)}
+	workers := []*running{st.startWorker(t), st.startWorker(t), st.startWorker(t)}
 
 	// 50 orders: the scenario is in the order number (idasctest tokens).
 	type want struct{ status, code, evidence string }
