@@ -159,7 +159,8 @@ func (w *Worker) HandleDeliverWebhook(ctx context.Context, t *asynq.Task) error 
 	}
 	log := w.taskLog(ctx, t, p.AppID, p.OrderNo).With(zap.String("event", p.Event))
 	outcome, err := w.deliver(ctx, p, log)
-	w.hooks.m.Count(p.Event, outcome)
+	w.hooks.m.Count(p.Event, outcome) // a purged order's delivery counts as dropped
+	outcome, err = purgedEnd(p.AppID, p.OrderNo, outcome, err)
 	w.finish(log, t, start, outcome, err)
 	return err
 }
@@ -168,6 +169,14 @@ func (w *Worker) deliver(ctx context.Context, p tasks.DeliverWebhook, log *zap.L
 	ep, ok := w.hooks.endpoints[p.AppID]
 	if !ok {
 		return webhook.OutcomeDropped, fmt.Errorf("app %s has no webhook (FACESYNC_WEBHOOKS_FILE): %w", p.AppID, asynq.SkipRetry)
+	}
+	// A purge under way has set the marker before it deletes the order's
+	// state: nothing more is sent for the order from then on.
+	switch purged, err := w.store.Purged(ctx, p.AppID, p.OrderNo); {
+	case err != nil:
+		return webhook.OutcomeFailed, err
+	case purged:
+		return webhook.OutcomeDropped, orderstore.ErrPurged
 	}
 	ev, err := w.store.DueEvents(ctx, p.AppID, p.OrderNo)
 	if err != nil {

@@ -299,3 +299,41 @@ func TestWebhookConfigRefused(t *testing.T) {
 		t.Errorf("Validate(http://, insecure) = %v", err)
 	}
 }
+
+// TestWebhookOfPurgedOrder: once an order's purge marker is set, its due
+// event is not sent (the purge deletes the state after the marker), and the
+// delivery task is archived saying the order was purged.
+func TestWebhookOfPurgedOrder(t *testing.T) {
+	t.Parallel()
+	r := newReceiver(t, 0)
+	b := hookEnvOpts(t, r, time.Hour, workertest.Options{NoStart: true})
+	ctx := context.Background()
+	rec := &orderstore.Record{
+		Decision: orderstore.Decision{AppID: appID, OrderNo: "ord-purging", Status: orderstore.StatusPassed, Code: "0", DecidedAt: time.Now().UTC().Format(time.RFC3339)},
+		Evidence: orderstore.Evidence{Status: orderstore.EvidenceSkipped, Files: []storage.File{}},
+	}
+	store, err := orderstore.New(b.DB.Client, orderstore.Config{EventsFunc: func(string) bool { return true }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, err := store.Decide(ctx, rec, tasks.GetFileNone); err != nil || !d.Created {
+		t.Fatalf("Decide = %+v, %v", d, err)
+	}
+	if ev, err := store.DueEvents(ctx, appID, "ord-purging"); err != nil || len(ev.Due) != 1 {
+		t.Fatalf("DueEvents = %+v, %v, want the decision event due", ev, err)
+	}
+	if err := store.MarkPurged(ctx, appID, "ord-purging", time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	task, err := tasks.NewDeliverWebhookTask(tasks.DeliverWebhook{AppID: appID, OrderNo: "ord-purging", Event: tasks.EventDecision, Since: time.Now()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = b.Worker.HandleDeliverWebhook(ctx, task)
+	if !errors.Is(err, asynq.SkipRetry) || !strings.Contains(err.Error(), "ord-purging was purged: nothing") {
+		t.Errorf("delivery of a purged order: error %v, want SkipRetry saying it was purged", err)
+	}
+	if got := r.deliveries(); len(got) != 0 {
+		t.Errorf("receiver got %d deliveries for a purged order", len(got))
+	}
+}
