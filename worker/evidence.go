@@ -58,16 +58,18 @@ func getFileFor(missing []string) string {
 }
 
 func (w *Worker) fetchEvidence(ctx context.Context, t *asynq.Task, p tasks.FetchEvidence, log *zap.Logger) (string, error) {
+	// First, as for every task of an order: a purge under way has set the
+	// marker before it deletes the record and the objects, and nothing is
+	// read, written or fetched for the order from then on. (The decision
+	// path reads it in the pacing's round trip instead: it is the hot one.)
+	switch purged, err := w.store.Purged(ctx, p.AppID, p.OrderNo); {
+	case err != nil:
+		return "retry", retry(retryTransient, err)
+	case purged:
+		return "purged", orderstore.ErrPurged
+	}
 	rec, raw, err := w.store.Get(ctx, p.AppID, p.OrderNo)
 	if errors.Is(err, orderstore.ErrNoRecord) {
-		// A purge deletes the record after it sets the marker: say which.
-		purged, perr := w.store.Purged(ctx, p.AppID, p.OrderNo)
-		switch {
-		case perr != nil:
-			return "retry", retry(retryTransient, perr)
-		case purged:
-			return "purged", orderstore.ErrPurged
-		}
 		return "no_record", fmt.Errorf("order %s:%s has no decision record (expired or never written): %w", p.AppID, p.OrderNo, asynq.SkipRetry)
 	}
 	if err != nil {

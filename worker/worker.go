@@ -512,9 +512,9 @@ func (w *Worker) shutdown() {
 	if w.decisions != nil {
 		deadline := time.Now().Add(w.cfg.ShutdownTimeout)
 		servers := append([]*asynq.Server{w.evidence}, w.decisions...)
-		// Stop blocks while a processor sleeps on an empty queue, and
-		// Shutdown takes tens of milliseconds a server: each runs on all
-		// servers at once, on a clock that already runs.
+		// Stop and Shutdown each block while a processor sleeps on an
+		// empty queue: each runs on all servers at once, on a clock that
+		// already runs.
 		all := func(f func(*asynq.Server)) {
 			var wg sync.WaitGroup
 			for _, srv := range servers {
