@@ -130,20 +130,9 @@ func TestLifecycleSettings(t *testing.T) {
 			"FACESYNC_EVIDENCE_RETENTION: the bucket's default object-lock retention (40 days) is longer"},
 	}
 	for _, tt := range tests {
-		env := map[string]string{}
-		for k, v := range st.env {
-			env[k] = v
-		}
-		for k, v := range tt.env {
-			env[k] = v
-		}
-		var out, errb lockedBuffer
-		m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		code := m.Run(ctx, tt.args)
-		cancel()
-		if code != 2 || !strings.Contains(errb.String(), tt.stderr) || strings.Count(strings.TrimSpace(errb.String()), "\n") > 0 {
-			t.Errorf("%s: exit %d, stderr %q, want 2 and one line with %q", tt.name, code, errb.String(), tt.stderr)
+		code, _, errb := st.runWith(t, tt.env, tt.args...)
+		if code != 2 || !strings.Contains(errb, tt.stderr) || strings.Count(strings.TrimSpace(errb), "\n") > 0 {
+			t.Errorf("%s: exit %d, stderr %q, want 2 and one line with %q", tt.name, code, errb, tt.stderr)
 		}
 	}
 }

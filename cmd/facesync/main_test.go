@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -67,8 +68,16 @@ func newStack(t *testing.T) *stack {
 // run runs one command to its end and returns exit code, stdout, stderr.
 func (st *stack) run(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	return st.runWith(t, nil, args...)
+}
+
+// runWith is run with the variables of env set over the stack's.
+func (st *stack) runWith(t *testing.T, env map[string]string, args ...string) (int, string, string) {
+	t.Helper()
+	vars := maps.Clone(st.env)
+	maps.Copy(vars, env)
 	var out, errb lockedBuffer
-	m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return st.env[k] }}
+	m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return vars[k] }}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	code := m.Run(ctx, args)
@@ -351,25 +360,14 @@ func TestExitCodes(t *testing.T) {
 		{"worker with bucket missing", map[string]string{"FACESYNC_S3_BUCKET": "no-such-bucket"}, []string{"worker"}, 2, "evidence bucket unreachable"},
 	}
 	for _, tt := range tests {
-		env := map[string]string{}
-		for k, v := range st.env {
-			env[k] = v
+		code, _, errb := st.runWith(t, tt.env, tt.args...)
+		if code != tt.code || !strings.Contains(errb, tt.stderr) {
+			t.Errorf("%s: exit %d, stderr %q, want %d and %q", tt.name, code, errb, tt.code, tt.stderr)
 		}
-		for k, v := range tt.env {
-			env[k] = v
+		if tt.code == 2 && tt.args != nil && strings.Count(strings.TrimSpace(errb), "\n") > 0 && !strings.HasPrefix(tt.name, "no command") {
+			t.Errorf("%s: stderr has more than one line: %q", tt.name, errb)
 		}
-		var out, errb lockedBuffer
-		m := &Main{Stdout: &out, Stderr: &errb, Getenv: func(k string) string { return env[k] }}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		code := m.Run(ctx, tt.args)
-		cancel()
-		if code != tt.code || !strings.Contains(errb.String(), tt.stderr) {
-			t.Errorf("%s: exit %d, stderr %q, want %d and %q", tt.name, code, errb.String(), tt.code, tt.stderr)
-		}
-		if tt.code == 2 && tt.args != nil && strings.Count(strings.TrimSpace(errb.String()), "\n") > 0 && !strings.HasPrefix(tt.name, "no command") {
-			t.Errorf("%s: stderr has more than one line: %q", tt.name, errb.String())
-		}
-		if strings.Contains(errb.String(), testSecret) {
+		if strings.Contains(errb, testSecret) {
 			t.Errorf("%s: stderr contains the app secret", tt.name)
 		}
 	}
