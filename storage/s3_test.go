@@ -615,7 +615,7 @@ func testCancelWaitsForParts(t *testing.T, srv *storagetest.Server) {
 	stop := func() { once.Do(func() { cancel(); close(release) }) }
 	defer stop()
 	// Cancelled while the second part is read, once the first one is sent.
-	r := &cancellingReader{r: bytes.NewReader(storagetest.MP4(20*mib)), n: 7 * mib, cancel: func() {
+	r := &cancellingReader{r: bytes.NewReader(storagetest.MP4(20 * mib)), n: 7 * mib, cancel: func() {
 		select {
 		case <-h.arrived:
 		case <-time.After(time.Minute):
